@@ -1,0 +1,174 @@
+"""What a network connector is, and how the core finds one.
+
+A connector turns native events into `bridge.model` events (awaiting
+`Sink.receive`, which returns only after the archive commit) and delivers
+`Outbound` events to its network. Connectors are found through the
+`switchboard.connectors` entry-point group; built-in ones register the same
+way a third party would.
+
+Reconnecting lives here, in `Connector.supervise`, so no connector forgets
+backoff and jitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, ClassVar, Protocol
+
+from bridge.model import Event, Outbound, Receipt
+
+ENTRY_POINT_GROUP = "switchboard.connectors"
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    edits: bool = False
+    deletes: bool = False
+    threads: bool = False
+    files: bool = False
+    per_sender_display: bool = False  # can post under each sender's own name
+    max_message_bytes: int = 0  # 0: no limit the core must care about
+
+
+@dataclass(frozen=True)
+class Option:
+    """One key a connector accepts in its `networks.<name>` config section."""
+
+    kind: type | tuple[type, ...]
+    required: bool = False
+    default: Any = None
+    help: str = ""
+
+
+class Sink(Protocol):
+    async def receive(self, event: Event) -> Receipt: ...
+
+
+class StateStore(Protocol):
+    """Small durable key-value state for a connector (e.g. seen transaction ids)."""
+
+    async def get(self, key: str) -> str | None: ...
+
+    async def put(self, key: str, value: str) -> None: ...
+
+
+@dataclass
+class ConnectorContext:
+    name: str  # the network's name in config, rooms and ghost ids
+    options: Mapping[str, Any]
+    state: StateStore
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("switchboard"))
+
+
+class DeliveryError(Exception):
+    """A send failed. `retry_after` (seconds) is the network's own wish, if any."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.permanent = permanent
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with full jitter."""
+
+    initial: float = 0.5
+    maximum: float = 60.0
+    factor: float = 2.0
+    attempt: int = 0
+
+    def next_delay(self) -> float:
+        ceiling = min(self.maximum, self.initial * self.factor**self.attempt)
+        self.attempt += 1
+        return random.uniform(ceiling / 2, ceiling)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class Connector:
+    """Base of every connector. Subclasses set `label`, `capabilities`, `options`."""
+
+    label: ClassVar[str] = ""
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    options: ClassVar[Mapping[str, Option]] = {}
+    # A session that lasted this long counts as healthy: backoff starts over.
+    healthy_after: ClassVar[float] = 30.0
+
+    def __init__(self, ctx: ConnectorContext) -> None:
+        self.ctx = ctx
+        self.name = ctx.name
+        self.log = ctx.log.getChild(ctx.name)
+        self.backoff = Backoff()
+        self._stopping = asyncio.Event()
+
+    async def start(self, sink: Sink) -> None:
+        """Connect and begin receiving; return once the connector can send."""
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        self._stopping.set()
+
+    async def join(self, room: str) -> str:
+        """Join a configured room; return its canonical native id."""
+        raise NotImplementedError
+
+    async def send(self, out: Outbound) -> str:
+        """Deliver one event; return the native id it got. Raise DeliveryError."""
+        raise NotImplementedError
+
+    async def notify(self, room: str, user: str, text: str) -> None:
+        """Tell one sender something (e.g. why their message was refused)."""
+        raise NotImplementedError
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    async def supervise(self, session: Callable[[], Awaitable[None]], what: str) -> None:
+        """Run `session` until stop(), reconnecting with backoff and jitter.
+
+        `session` connects, serves, and returns or raises when the connection is
+        lost.
+        """
+        while not self.stopping:
+            began = time.monotonic()
+            try:
+                await session()
+                problem = "connection closed"
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any failure of a session means: reconnect
+                problem = f"{type(exc).__name__}: {exc}"
+            if self.stopping:
+                return
+            if time.monotonic() - began >= self.healthy_after:
+                self.backoff.reset()
+            delay = self.backoff.next_delay()
+            self.log.warning("%s lost (%s); reconnecting in %.1fs", what, problem, delay)
+            try:
+                await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+            except TimeoutError:
+                pass
+
+
+def load_connector(type_name: str) -> type[Connector]:
+    """The connector class registered under `type_name`, or KeyError."""
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == type_name:
+            cls = ep.load()
+            if not (isinstance(cls, type) and issubclass(cls, Connector)):
+                raise TypeError(f"entry point {ep.value} is not a Connector")
+            return cls
+    raise KeyError(type_name)
+
+
+def connector_types() -> list[str]:
+    return sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))

@@ -1,0 +1,150 @@
+"""Normalized events and the people and rooms they belong to.
+
+Every connector turns its network's native events into these types, and the
+core never sees anything else. Native ids stay strings, exactly as the network
+gave them, so they can be mapped back later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from bridge.text import Text
+
+MessageKind = Literal["text", "emote", "notice"]
+
+
+@dataclass(frozen=True)
+class RemoteUser:
+    """A sender as its own network knows it."""
+
+    network: str
+    native_id: str
+    display: str = ""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A person from the corporate directory."""
+
+    employee_id: str
+    name: str
+    department: str = ""
+    groups: frozenset[str] = frozenset()
+    enabled: bool = True
+    handles: tuple[tuple[str, str], ...] = ()
+
+    def handle(self, network: str) -> str | None:
+        for net, native_id in self.handles:
+            if net == network:
+                return native_id
+        return None
+
+
+@dataclass(frozen=True)
+class Attachment:
+    name: str
+    mimetype: str
+    size: int
+    sha256: str
+    url: str = ""
+    data: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Portal:
+    """A bridged room: one native room per network."""
+
+    id: str
+    rooms: tuple[tuple[str, str], ...]
+
+    def room(self, network: str) -> str | None:
+        for net, room in self.rooms:
+            if net == network:
+                return room
+        return None
+
+    @property
+    def networks(self) -> tuple[str, ...]:
+        return tuple(net for net, _ in self.rooms)
+
+
+@dataclass(frozen=True)
+class Message:
+    network: str
+    room: str
+    native_id: str
+    sender: RemoteUser
+    text: Text
+    occurred_at: datetime
+    kind: MessageKind = "text"
+    reply_to: str | None = None
+    thread_id: str | None = None
+    attachments: tuple[Attachment, ...] = ()
+
+
+@dataclass(frozen=True)
+class Edit:
+    network: str
+    room: str
+    native_id: str
+    sender: RemoteUser
+    target_native_id: str
+    text: Text
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class Delete:
+    network: str
+    room: str
+    native_id: str
+    sender: RemoteUser
+    target_native_id: str
+    occurred_at: datetime
+
+
+Event = Message | Edit | Delete
+
+
+@dataclass(frozen=True)
+class Sender:
+    """Who an outbound event speaks for, as the destination should show them."""
+
+    network: str
+    native_id: str
+    display_name: str
+    name: str
+    network_label: str
+    employee_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """One delivery of an archived event to one destination room.
+
+    `key` is stable across retries and restarts, so networks with idempotent
+    sends (Matrix transaction ids) never post twice.
+    """
+
+    key: str
+    seq: int
+    room: str
+    sender: Sender
+    kind: Literal["message", "edit", "delete"]
+    text: Text
+    message_kind: MessageKind = "text"
+    target_native_id: str | None = None
+    reply_to_native_id: str | None = None
+    attachments: tuple[Attachment, ...] = ()
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What the core did with an inbound event; returned after the commit."""
+
+    status: Literal["archived", "duplicate", "ignored", "blocked"]
+    seq: int | None = None
+    reason: str = ""
