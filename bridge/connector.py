@@ -13,6 +13,7 @@ backoff and jitter.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -109,6 +110,11 @@ class Connector:
         self.backoff = Backoff()
         self._stopping = asyncio.Event()
 
+    @classmethod
+    def room_problem(cls, room: str) -> str | None:
+        """Why `room` cannot name a room on this network, or None (config check)."""
+        return None
+
     async def start(self, sink: Sink) -> None:
         """Connect and begin receiving; return once the connector can send."""
         raise NotImplementedError
@@ -153,10 +159,8 @@ class Connector:
                 self.backoff.reset()
             delay = self.backoff.next_delay()
             self.log.warning("%s lost (%s); reconnecting in %.1fs", what, problem, delay)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=delay)
-            except TimeoutError:
-                pass
 
 
 def load_connector(type_name: str) -> type[Connector]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from itertools import pairwise
 from typing import Literal
 
 SpanKind = Literal["bold", "italic", "strike", "underline", "code", "pre", "link", "mention"]
@@ -100,7 +101,7 @@ class Text:
             cuts.add(span.start)
             cuts.add(span.end)
         points = sorted(c for c in cuts if 0 <= c <= len(self.plain))
-        for a, b in zip(points, points[1:]):
+        for a, b in pairwise(points):
             active = [s for s in self.spans if s.start <= a and s.end >= b]
             active.sort(key=lambda s: (SPAN_ORDER.index(s.kind), s.start, -s.end))
             yield self.plain[a:b], tuple(active)
@@ -118,7 +119,9 @@ class TextBuilder:
         self.parts.append(s)
         self.length += len(s)
 
-    def add_span(self, kind: SpanKind, start: int, *, url: str = "", network: str = "", user: str = "") -> None:
+    def add_span(
+        self, kind: SpanKind, start: int, *, url: str = "", network: str = "", user: str = ""
+    ) -> None:
         """Close a span that began at `start` and ends here; empty spans vanish."""
         if self.length > start:
             self.spans.append(Span(kind, start, self.length, url=url, network=network, user=user))

@@ -1,0 +1,107 @@
+"""The running bridge: archive, directory, connectors, router and delivery, wired up.
+
+Start order matters for durability: the archive and router exist before any
+connector can receive; pending outbox rows are queued before new events are
+accepted, so deliveries stay in order across a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from bridge.archive import ArchiveState, AsyncArchive
+from bridge.archive.store import ArchiveStore
+from bridge.config import Config
+from bridge.connector import Connector, ConnectorContext, load_connector
+from bridge.delivery import Delivery
+from bridge.directory import Directory
+from bridge.directory.yaml import YamlDirectory
+from bridge.model import Portal
+from bridge.router import NetworkInfo, PortalIndex, Router
+from bridge.secrets import install_redaction, secret_values
+
+log = logging.getLogger("switchboard")
+
+
+def make_directory(config: Config) -> Directory:
+    opts = config.directory.options
+    if config.directory.type == "yaml":
+        return YamlDirectory(opts["path"], float(opts.get("refresh_seconds") or 60))
+    raise NotImplementedError(f"directory type {config.directory.type} is not available yet")
+
+
+class Bridge:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.store = ArchiveStore(config.archive.url)
+        self.archive = AsyncArchive(self.store)
+        self.directory = make_directory(config)
+        self.connectors: dict[str, Connector] = {}
+        self.portals = PortalIndex()
+        self.delivery = Delivery(self.archive, self.connectors)
+        self.router: Router | None = None
+
+    async def start(self) -> None:
+        install_redaction(secret_values(self.config))
+        await self.archive.call(self.store.migrate)
+        await self.directory.start()
+        infos: dict[str, NetworkInfo] = {}
+        for name, net in self.config.networks.items():
+            cls = load_connector(net.type)
+            ctx = ConnectorContext(name, net.options, ArchiveState(self.archive, name), log)
+            self.connectors[name] = cls(ctx)
+            infos[name] = NetworkInfo(name, cls.label or name, cls.capabilities, net.display_template)
+        self.router = Router(
+            self.archive,
+            self.directory,
+            self.portals,
+            infos,
+            self.config.directory.unmapped,
+            self.delivery.enqueue,
+            self._notify,
+        )
+        for name, connector in self.connectors.items():
+            await connector.start(self.router)
+            log.info("%s connected", name)
+        for room in self.config.rooms:
+            links = []
+            for network, native in room.rooms:
+                try:
+                    links.append((network, await self.connectors[network].join(native)))
+                except Exception as exc:  # one bad room must not stop the others
+                    log.error("room %s: cannot join %s on %s: %s", room.id, native, network, exc)
+            self.portals.add(Portal(room.id, tuple(links)))
+        resumed = await self.delivery.resume()
+        if resumed:
+            log.info("resuming %d undelivered messages", resumed)
+        self.router.ready.set()
+        log.info("bridge running: %d rooms, %d networks", len(self.config.rooms), len(self.connectors))
+
+    async def _notify(self, network: str, room: str, user: str, text: str) -> None:
+        await self.connectors[network].notify(room, user, text)
+
+    async def stop(self) -> None:
+        for connector in self.connectors.values():
+            with contextlib.suppress(Exception):
+                await connector.stop()
+        await self.delivery.stop()
+        await self.directory.stop()
+        await self.archive.close()
+
+
+async def run_bridge(config: Config) -> None:
+    """Run until SIGINT or SIGTERM, then stop cleanly."""
+    bridge = Bridge(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await bridge.start()
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        await bridge.stop()

@@ -1,0 +1,383 @@
+"""Typed configuration, loaded from the user's YAML file.
+
+Secrets are written as `${ENV_VAR}` or `${file:/path/to/secret}` and never
+appear in the file itself. Every problem is reported as one line naming the
+file, the line and the key; `load_config` collects all of them at once so an
+admin can fix a file in one pass.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bridge.connector import Connector, Option, load_connector
+from bridge.yamlsource import Located, SourceError, join_path, load_located
+
+MATRIX = "matrix"
+CORE_NETWORK_KEYS = {
+    "type": Option(str, required=True, help="connector type, e.g. slack or irc"),
+    "display_template": Option(str, help="how senders are named there: {name}, {network}"),
+}
+APPSERVICE_KEYS = {
+    "id": Option(str, required=True),
+    "listen": Option(str, required=True),
+    "as_token": Option(str, required=True),
+    "hs_token": Option(str, required=True),
+    "bot": Option(str, default="switchboard"),
+}
+DIRECTORY_KEYS = {
+    "type": Option(str, default="yaml"),
+    "path": Option(str),
+    "unmapped": Option(str, default="deny"),
+    "refresh_seconds": Option((int, float), default=60),
+    "url": Option(str),
+    "starttls": Option(bool, default=False),
+    "bind_dn": Option(str),
+    "bind_password": Option(str),
+    "people_base": Option(str),
+    "people_filter": Option(str),
+    "group_base": Option(str),
+    "disabled_filter": Option(str),
+    "attributes": Option(dict),
+}
+ARCHIVE_KEYS = {
+    "url": Option(str, default="sqlite:///switchboard-archive.db"),
+    "signing_key": Option(str),
+    "checkpoint_every": Option(int, default=1000),
+    "checkpoint_seconds": Option((int, float), default=60),
+    "retention": Option(dict, default={}),
+}
+POLICY_KEYS = {
+    "notice": Option(str),
+    "networks": Option(dict, default={}),
+    "rules": Option(list, default=[]),
+}
+TOP_KEYS = {"matrix", "networks", "directory", "archive", "policy", "rooms", "logging"}
+_SECRET = re.compile(r"\$\{([^}]*)\}")
+_DURATION = re.compile(r"^(\d+)\s*([smhdwy])$")
+_DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+
+
+class ConfigError(Exception):
+    """One or more problems; `str()` gives one line per problem."""
+
+    def __init__(self, problems: list[SourceError]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    name: str
+    type: str
+    options: Mapping[str, Any]
+    display_template: str | None = None
+
+
+@dataclass(frozen=True)
+class RoomConfig:
+    id: str
+    rooms: tuple[tuple[str, str], ...]
+    policy: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DirectoryConfig:
+    type: str
+    unmapped: str
+    options: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ArchiveConfig:
+    url: str
+    signing_key: Path | None
+    checkpoint_every: int
+    checkpoint_seconds: float
+    retention: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Config:
+    file: Path
+    networks: Mapping[str, NetworkConfig]  # includes the Matrix side, under "matrix"
+    directory: DirectoryConfig
+    archive: ArchiveConfig
+    policy: Mapping[str, Any]
+    rooms: tuple[RoomConfig, ...]
+    log_level: str = "INFO"
+
+    @property
+    def matrix(self) -> NetworkConfig:
+        return self.networks[MATRIX]
+
+
+def parse_duration(text: str) -> float:
+    """`90d`, `7y`, `0d`, `30s` → seconds; ValueError otherwise."""
+    m = _DURATION.match(str(text).strip())
+    if not m:
+        raise ValueError(f"'{text}' is not a duration like 30s, 15m, 12h, 90d or 7y")
+    return int(m.group(1)) * _DURATION_SECONDS[m.group(2)]
+
+
+class _Loader:
+    def __init__(self, located: Located, env: Mapping[str, str]) -> None:
+        self.src = located
+        self.env = env
+        self.problems: list[SourceError] = []
+        self.base = Path(located.file).resolve().parent
+
+    def problem(self, path: str, text: str) -> None:
+        self.problems.append(self.src.error(path, text))
+
+    def substitute(self, value: Any, path: str) -> Any:
+        if isinstance(value, dict):
+            return {k: self.substitute(v, join_path(path, str(k))) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.substitute(v, join_path(path, i)) for i, v in enumerate(value)]
+        if isinstance(value, str) and "${" in value:
+            return _SECRET.sub(lambda m: self._secret(m.group(1), path), value)
+        return value
+
+    def _secret(self, ref: str, path: str) -> str:
+        if ref.startswith("file:"):
+            file = self.resolve_path(ref[5:])
+            try:
+                return file.read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as exc:
+                self.problem(path, f"cannot read secret file {file}: {exc.strerror}")
+                return ""
+        if ref not in self.env:
+            self.problem(path, f"environment variable {ref} is not set (export it, or use ${{file:PATH}})")
+            return ""
+        return self.env[ref]
+
+    def resolve_path(self, value: str) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else self.base / p
+
+    def section(self, data: Any, path: str, schema: Mapping[str, Option], extra_ok: bool = False) -> dict:
+        """Check keys and types against `schema`; return data with defaults filled in."""
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            self.problem(path, f"must be a mapping, not {type(data).__name__}")
+            return {k: o.default for k, o in schema.items()}
+        out = dict(data)
+        for key, value in data.items():
+            where = join_path(path, str(key))
+            option = schema.get(key)
+            if option is None:
+                if not extra_ok:
+                    known = ", ".join(sorted(schema))
+                    self.problem(where, f"unknown key (known keys: {known})")
+                continue
+            if not _type_ok(value, option.kind):
+                self.problem(where, f"must be {_type_name(option.kind)}, not {_type_name(type(value))}")
+        for key, option in schema.items():
+            if key not in data or data[key] is None:
+                if option.required:
+                    self.problem(join_path(path, key), "is required but missing")
+                out[key] = option.default
+        return out
+
+
+def _type_ok(value: Any, kind: type | tuple[type, ...]) -> bool:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:
+        return False
+    if value is None:
+        return True
+    return isinstance(value, kinds)
+
+
+def _type_name(kind: type | tuple[type, ...]) -> str:
+    names = {str: "a string", int: "a whole number", float: "a number", bool: "true or false"}
+    names |= {dict: "a mapping", list: "a list", type(None): "empty"}
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Load and check a config file; raise ConfigError listing every problem."""
+    located = load_located(path)
+    loader = _Loader(located, os.environ if env is None else env)
+    raw = located.data
+    if not isinstance(raw, dict):
+        raise ConfigError([located.error("", "the file must hold a mapping of sections")])
+    for key in raw:
+        if key not in TOP_KEYS:
+            loader.problem(str(key), f"unknown section (known: {', '.join(sorted(TOP_KEYS))})")
+    data = loader.substitute(raw, "")
+
+    networks: dict[str, NetworkConfig] = {}
+    classes: dict[str, type[Connector]] = {}
+    if "matrix" not in data:
+        loader.problem("matrix", "section is required (the homeserver this bridge serves)")
+    else:
+        _network(loader, MATRIX, {"type": MATRIX, **(data["matrix"] or {})}, "matrix", networks, classes)
+    raw_networks = data.get("networks") or {}
+    if not isinstance(raw_networks, dict):
+        loader.problem("networks", "must be a mapping of network name to its settings")
+        raw_networks = {}
+    for name, section in raw_networks.items():
+        where = join_path("networks", str(name))
+        if name == MATRIX:
+            loader.problem(where, "the name 'matrix' is taken by the top-level matrix section")
+        elif not re.fullmatch(r"[a-z][a-z0-9]*", str(name)):
+            loader.problem(where, "network names are lower-case letters and digits, starting with a letter")
+        elif not isinstance(section, dict):
+            loader.problem(where, "must be a mapping with at least `type`")
+        else:
+            _network(loader, str(name), section, where, networks, classes)
+
+    directory = loader.section(data.get("directory"), "directory", DIRECTORY_KEYS)
+    if directory["unmapped"] not in ("deny", "relay"):
+        loader.problem("directory.unmapped", f"must be deny or relay, not '{directory['unmapped']}'")
+    if directory["type"] == "yaml":
+        if not directory.get("path"):
+            loader.problem("directory.path", "is required for a yaml directory")
+        else:
+            directory["path"] = str(loader.resolve_path(directory["path"]))
+    elif directory["type"] != "ldap":
+        loader.problem("directory.type", f"must be yaml or ldap, not '{directory['type']}'")
+
+    archive = loader.section(data.get("archive"), "archive", ARCHIVE_KEYS)
+    url = _archive_url(loader, archive["url"])
+    for key, value in (archive["retention"] or {}).items():
+        _check_retention(loader, join_path("archive.retention", key), value)
+
+    policy = loader.section(data.get("policy"), "policy", POLICY_KEYS)
+    rooms = _rooms(loader, data.get("rooms"), networks, classes)
+
+    if loader.problems:
+        raise ConfigError(loader.problems)
+    return Config(
+        file=Path(located.file),
+        networks=networks,
+        directory=DirectoryConfig(directory["type"], directory["unmapped"], directory),
+        archive=ArchiveConfig(
+            url=url,
+            signing_key=loader.resolve_path(archive["signing_key"]) if archive["signing_key"] else None,
+            checkpoint_every=archive["checkpoint_every"],
+            checkpoint_seconds=float(archive["checkpoint_seconds"]),
+            retention=archive["retention"] or {},
+        ),
+        policy=policy,
+        rooms=rooms,
+        log_level=str((data.get("logging") or {}).get("level", "INFO")).upper(),
+    )
+
+
+def _network(
+    loader: _Loader,
+    name: str,
+    section: dict,
+    where: str,
+    networks: dict[str, NetworkConfig],
+    classes: dict[str, type[Connector]],
+) -> None:
+    type_name = section.get("type")
+    if not isinstance(type_name, str):
+        loader.problem(join_path(where, "type"), "is required: the connector type, e.g. slack or irc")
+        return
+    try:
+        cls = load_connector(type_name)
+    except KeyError:
+        from bridge.connector import connector_types
+
+        loader.problem(
+            join_path(where, "type"),
+            f"no connector '{type_name}' is installed (installed: {', '.join(connector_types())})",
+        )
+        return
+    schema = {**CORE_NETWORK_KEYS, **cls.options}
+    options = loader.section(section, where, schema)
+    if name == MATRIX:
+        options["appservice"] = loader.section(
+            options.get("appservice"), join_path(where, "appservice"), APPSERVICE_KEYS
+        )
+    display = options.pop("display_template")
+    options.pop("type")
+    networks[name] = NetworkConfig(name, type_name, options, display)
+    classes[name] = cls
+
+
+def _archive_url(loader: _Loader, url: str) -> str:
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////") and url != "sqlite:///:memory:":
+        return "sqlite:///" + str(loader.resolve_path(url[len("sqlite:///") :]))
+    if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", url):
+        loader.problem("archive.url", f"must be a sqlite:/// or postgresql+psycopg:// URL, not '{url}'")
+    return url
+
+
+def _check_retention(loader: _Loader, path: str, value: Any) -> None:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _check_retention(loader, join_path(path, key), inner)
+        return
+    try:
+        parse_duration(value)
+    except ValueError as exc:
+        loader.problem(path, str(exc))
+
+
+def _rooms(
+    loader: _Loader, data: Any, networks: Mapping[str, NetworkConfig], classes: Mapping[str, type[Connector]]
+) -> tuple[RoomConfig, ...]:
+    if data is None:
+        return ()
+    if not isinstance(data, list):
+        loader.problem("rooms", "must be a list of rooms, each with an id and one room per network")
+        return ()
+    rooms: list[RoomConfig] = []
+    seen_ids: set[str] = set()
+    seen_native: dict[tuple[str, str], str] = {}
+    for i, entry in enumerate(data):
+        where = join_path("rooms", i)
+        if not isinstance(entry, dict):
+            loader.problem(
+                where, "must be a mapping like {id: trading, matrix: '#trading:corp.test', irc: '#t'}"
+            )
+            continue
+        room_id = entry.get("id")
+        if not isinstance(room_id, str) or not room_id:
+            loader.problem(join_path(where, "id"), "is required: a short name for this bridged room")
+            room_id = f"rooms[{i}]"
+        elif room_id in seen_ids:
+            loader.problem(join_path(where, "id"), f"'{room_id}' is used by another room")
+        seen_ids.add(room_id)
+        links: list[tuple[str, str]] = []
+        for key, value in entry.items():
+            if key in ("id", "policy"):
+                continue
+            path = join_path(where, str(key))
+            if key not in networks:
+                known = ", ".join(sorted(networks)) or "none"
+                loader.problem(path, f"unknown network '{key}' (networks defined: {known})")
+                continue
+            if not isinstance(value, str) or not value.strip():
+                loader.problem(path, "must be the room's name or id on that network, as a string")
+                continue
+            trouble = classes[key].room_problem(value) if key in classes else None
+            if trouble:
+                loader.problem(path, trouble)
+                continue
+            other = seen_native.get((key, value))
+            if other:
+                loader.problem(path, f"'{value}' is already bridged by room '{other}'")
+            seen_native[(key, value)] = room_id
+            links.append((key, value))
+        if len(links) < 2:
+            loader.problem(where, "links fewer than two networks, so nothing would be bridged")
+        policy = entry.get("policy") or {}
+        if not isinstance(policy, dict):
+            loader.problem(join_path(where, "policy"), "must be a mapping")
+            policy = {}
+        rooms.append(RoomConfig(room_id, tuple(links), policy))
+    return tuple(rooms)

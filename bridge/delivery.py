@@ -1,0 +1,145 @@
+"""Outbox workers: one per destination room, in order, until delivered.
+
+A row leaves the outbox only when its connector has confirmed the send; then
+the native id is mapped and a `delivery` record archived, in one transaction.
+Failures retry the same row (order is kept) with exponential backoff and
+jitter, or after the network's own Retry-After. Nothing is dropped: only a
+permanent refusal marks a row failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from bridge.archive import AsyncArchive
+from bridge.archive.store import OutboxRow
+from bridge.codec import text_from_json
+from bridge.connector import Backoff, Connector, DeliveryError
+from bridge.model import Attachment, Outbound, Sender
+
+log = logging.getLogger("switchboard.delivery")
+
+
+@dataclass
+class RoomWorker:
+    network: str
+    room: str
+    queue: asyncio.Queue[OutboxRow] = field(default_factory=asyncio.Queue)
+    task: asyncio.Task[None] | None = None
+    backoff: Backoff = field(default_factory=lambda: Backoff(initial=0.2, maximum=60.0))
+
+
+class Delivery:
+    def __init__(self, archive: AsyncArchive, connectors: Mapping[str, Connector]) -> None:
+        self.archive = archive
+        self.connectors = connectors
+        self.workers: dict[tuple[str, str], RoomWorker] = {}
+        self.delivered = 0
+
+    def enqueue(self, rows: Iterable[OutboxRow]) -> None:
+        for row in rows:
+            key = (row.network, row.room)
+            worker = self.workers.get(key)
+            if worker is None:
+                worker = self.workers[key] = RoomWorker(row.network, row.room)
+                worker.task = asyncio.create_task(self._run(worker), name=f"deliver {key}")
+            worker.queue.put_nowait(row)
+
+    async def resume(self) -> int:
+        """Queue every row left pending by a previous run, oldest first."""
+        rows = await self.archive.call(self.archive.store.pending)
+        self.enqueue(rows)
+        return len(rows)
+
+    async def stop(self) -> None:
+        for worker in self.workers.values():
+            if worker.task:
+                worker.task.cancel()
+        for worker in self.workers.values():
+            if worker.task:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker.task
+
+    def backlog(self) -> int:
+        return sum(w.queue.qsize() for w in self.workers.values())
+
+    async def idle(self) -> None:
+        """Wait until every queued row was handled (tests and shutdown)."""
+        for worker in list(self.workers.values()):
+            await worker.queue.join()
+
+    async def _run(self, worker: RoomWorker) -> None:
+        while True:
+            row = await worker.queue.get()
+            try:
+                await self._deliver(worker, row)
+            finally:
+                worker.queue.task_done()
+
+    async def _deliver(self, worker: RoomWorker, row: OutboxRow) -> None:
+        connector = self.connectors.get(row.network)
+        if connector is None:
+            log.error("outbox row %d: network %s is not configured; left pending", row.id, row.network)
+            return
+        out = await self._outbound(row)
+        if out is None:  # an edit or delete of something never delivered there
+            await self.archive.call(self.archive.store.delivered, row, "")
+            return
+        while True:
+            try:
+                native_id = await connector.send(out)
+            except asyncio.CancelledError:
+                raise
+            except DeliveryError as exc:
+                if exc.permanent:
+                    log.error("outbox row %d to %s %s refused: %s", row.id, row.network, row.room, exc)
+                    await self.archive.call(self.archive.store.failed, row, str(exc), True)
+                    return
+                delay = exc.retry_after if exc.retry_after is not None else worker.backoff.next_delay()
+                log.info("outbox row %d to %s: %s; retrying in %.2fs", row.id, row.network, exc, delay)
+                await self.archive.call(self.archive.store.failed, row, str(exc), False)
+            except Exception as exc:  # a connector bug must not lose the row: retry it
+                delay = worker.backoff.next_delay()
+                log.exception(
+                    "outbox row %d to %s failed unexpectedly; retrying in %.2fs", row.id, row.network, delay
+                )
+                exc_text = f"{type(exc).__name__}: {exc}"
+                await self.archive.call(self.archive.store.failed, row, exc_text, False)
+            else:
+                worker.backoff.reset()
+                await self.archive.call(self.archive.store.delivered, row, native_id or "")
+                self.delivered += 1
+                return
+            await asyncio.sleep(delay)
+
+    async def _outbound(self, row: OutboxRow) -> Outbound | None:
+        p = row.payload
+        target = reply = None
+        if p.get("target"):
+            target = await self.archive.call(self._translate, p["source"], p["target"], row)
+            if target is None:
+                return None
+        if p.get("reply_to"):
+            reply = await self.archive.call(self._translate, p["source"], p["reply_to"], row)
+        return Outbound(
+            key=f"sb{row.id}",
+            seq=row.seq,
+            room=row.room,
+            sender=Sender(**p["sender"]),
+            kind=p["kind"],
+            text=text_from_json(p["text"]),
+            message_kind=p.get("message_kind", "text"),
+            target_native_id=target,
+            reply_to_native_id=reply,
+            attachments=tuple(Attachment(**a) for a in p.get("attachments", ())),
+        )
+
+    def _translate(self, source: list[str], native_id: str, row: OutboxRow) -> str | None:
+        """The destination's native id of the event `native_id` names on the source network."""
+        store = self.archive.store
+        seq = store.seq_for(source[0], source[1], native_id)
+        return store.native_for(seq, row.network, row.room) if seq else None

@@ -1,0 +1,201 @@
+"""The gateway: from an inbound event to an archived record and its deliveries.
+
+network ─► connector ─► Router.receive ─► directory, policy ─► archive + outbox
+(one transaction) ─► return to the connector (which then acks its source) ─►
+delivery workers. Sender names, mention translation and fallbacks for what a
+destination cannot show are done here, once, for every network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from bridge.archive import AsyncArchive
+from bridge.archive.store import OutboxDraft, RecordDraft
+from bridge.codec import attachment_to_json, text_to_json
+from bridge.connector import Capabilities
+from bridge.directory import Directory
+from bridge.model import Delete, Edit, Event, Identity, Message, Portal, Receipt
+from bridge.names import GHOST_TEMPLATE, RELAY_TEMPLATE, sender_for
+from bridge.policy import Decision, decide
+from bridge.text import Text
+
+log = logging.getLogger("switchboard.router")
+
+Notify = Callable[[str, str, str, str], Awaitable[None]]  # network, room, user, text
+Enqueue = Callable[[tuple], None]
+
+
+@dataclass(frozen=True)
+class NetworkInfo:
+    name: str
+    label: str
+    capabilities: Capabilities
+    display_template: str | None = None
+
+    @property
+    def template(self) -> str:
+        if self.display_template:
+            return self.display_template
+        return GHOST_TEMPLATE if self.capabilities.per_sender_display else RELAY_TEMPLATE
+
+
+class PortalIndex:
+    """Bridged rooms by (network, native room id)."""
+
+    def __init__(self) -> None:
+        self._by_room: dict[tuple[str, str], Portal] = {}
+        self.portals: dict[str, Portal] = {}
+
+    def add(self, portal: Portal) -> None:
+        self.portals[portal.id] = portal
+        for network, room in portal.rooms:
+            self._by_room[(network, room)] = portal
+
+    def find(self, network: str, room: str) -> Portal | None:
+        return self._by_room.get((network, room))
+
+
+class Router:
+    def __init__(
+        self,
+        archive: AsyncArchive,
+        directory: Directory,
+        portals: PortalIndex,
+        networks: Mapping[str, NetworkInfo],
+        unmapped: str,
+        enqueue: Enqueue,
+        notify: Notify,
+    ) -> None:
+        self.archive = archive
+        self.directory = directory
+        self.portals = portals
+        self.networks = networks
+        self.unmapped = unmapped
+        self.enqueue = enqueue
+        self.notify = notify
+        self.ready = asyncio.Event()
+        self._notices: set[asyncio.Task[None]] = set()
+
+    async def receive(self, event: Event) -> Receipt:
+        """Archive `event` and queue its deliveries; return only after the commit."""
+        await self.ready.wait()
+        portal = self.portals.find(event.network, event.room)
+        if portal is None:
+            return Receipt("ignored", reason="room is not bridged")
+        identity = self.directory.resolve(event.network, event.sender.native_id)
+        decision = decide(identity, self.unmapped, portal, event)
+        draft = self._record(event, portal, identity, decision)
+        deliveries = [] if decision.blocked else self._deliveries(event, portal, identity)
+        appended = await self.archive.call(self.archive.store.append, draft, deliveries)
+        if appended is None:
+            return Receipt("duplicate")
+        if decision.blocked:
+            self._tell_sender(event, decision)
+            return Receipt("blocked", appended.seq, decision.reason)
+        self.enqueue(appended.outbox)
+        return Receipt("archived", appended.seq)
+
+    def _record(
+        self, event: Event, portal: Portal, identity: Identity | None, decision: Decision
+    ) -> RecordDraft:
+        kind = {Message: "message", Edit: "edit", Delete: "delete"}[type(event)]
+        draft = RecordDraft(
+            kind="policy_block" if decision.blocked else kind,
+            occurred_at=event.occurred_at,
+            network=event.network,
+            room=event.room,
+            native_id=event.native_id,
+            portal=portal.id,
+            sender=event.sender.native_id,
+            sender_display=event.sender.display,
+            identity=identity,
+            flags=list(decision.flags),
+            rule=decision.rule,
+            reason=decision.reason or None,
+        )
+        if decision.blocked:
+            draft.attrs["event_kind"] = kind
+        if isinstance(event, Message | Edit):
+            content: dict = {"text": text_to_json(event.text)}
+            if isinstance(event, Message):
+                content["message_kind"] = event.kind
+                if event.attachments:
+                    content["attachments"] = [attachment_to_json(a) for a in event.attachments]
+                if event.reply_to:
+                    draft.attrs["reply_to"] = event.reply_to
+                if event.thread_id:
+                    draft.attrs["thread_id"] = event.thread_id
+            draft.content = content
+            draft.plain = event.text.plain
+        if isinstance(event, Edit | Delete):
+            draft.attrs["target_native_id"] = event.target_native_id
+        return draft
+
+    def _deliveries(self, event: Event, portal: Portal, identity: Identity | None) -> list[OutboxDraft]:
+        source = self.networks[event.network]
+        out = []
+        for network, room in portal.rooms:
+            if network == event.network or network not in self.networks:
+                continue
+            dest = self.networks[network]
+            if isinstance(event, Delete) and not dest.capabilities.deletes:
+                continue
+            sender = sender_for(event.sender, identity, source.label, dest.template)
+            payload: dict = {"sender": sender.__dict__, "room": room}
+            if isinstance(event, Message):
+                payload |= {
+                    "kind": "message",
+                    "message_kind": event.kind,
+                    "text": text_to_json(self._mentions_for(event.text, dest)),
+                    "attachments": [attachment_to_json(a) for a in event.attachments],
+                    "reply_to": event.reply_to,
+                }
+            elif isinstance(event, Edit):
+                payload |= {
+                    "kind": "edit",
+                    "text": text_to_json(self._mentions_for(event.text, dest)),
+                    "target": event.target_native_id,
+                }
+            else:
+                payload |= {"kind": "delete", "text": text_to_json(Text()), "target": event.target_native_id}
+            payload["source"] = [event.network, event.room]
+            out.append(OutboxDraft(network, room, payload))
+        return out
+
+    def _mentions_for(self, text: Text, dest: NetworkInfo) -> Text:
+        """Point each mention at the mentioned person's handle on `dest`, where they have one."""
+        for span in reversed(text.mentions()):
+            person = self.directory.resolve(span.network, span.user)
+            handle = person.handle(dest.name) if person else None
+            if span.network == dest.name:
+                handle = span.user
+            if handle is None:
+                continue
+            if dest.capabilities.per_sender_display:
+                visible = person.name if person else text.plain[span.start : span.end]
+            else:
+                visible = handle  # relay networks highlight on the nick itself
+            text = text.replace_span_text(span, visible)
+            moved = next(s for s in text.spans if s.kind == "mention" and s.start == span.start)
+            spans = tuple(
+                s if s is not moved else type(s)("mention", s.start, s.end, network=dest.name, user=handle)
+                for s in text.spans
+            )
+            text = Text(text.plain, spans)
+        return text
+
+    def _tell_sender(self, event: Event, decision: Decision) -> None:
+        message = f"Your message was not relayed: {decision.reason}."
+        task = asyncio.create_task(self._notify(event, message))
+        self._notices.add(task)
+        task.add_done_callback(self._notices.discard)
+
+    async def _notify(self, event: Event, message: str) -> None:
+        try:
+            await self.notify(event.network, event.room, event.sender.native_id, message)
+        except Exception as exc:  # a notice is a courtesy; never let it break receiving
+            log.warning("could not tell %s on %s why: %s", event.sender.native_id, event.network, exc)

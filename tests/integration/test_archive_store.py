@@ -1,0 +1,88 @@
+"""The archive store on SQLite and on the real local PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from bridge.archive.schema import records
+from bridge.archive.search import Filters, search
+from bridge.archive.store import ArchiveStore, OutboxDraft, RecordDraft, leaf_hash
+from bridge.model import Identity
+
+ALICE = Identity("E1001", "Alice Smith", "Trading", frozenset({"traders"}), True, (("irc", "alice"),))
+
+
+def _message(native_id: str, text: str, identity: Identity | None = ALICE) -> RecordDraft:
+    return RecordDraft(
+        kind="message",
+        occurred_at=datetime(2026, 11, 22, 9, 30, tzinfo=UTC),
+        network="irc",
+        room="#trading",
+        native_id=native_id,
+        portal="trading",
+        sender="alice",
+        sender_display="alice",
+        identity=identity,
+        content={"text": {"plain": text, "spans": []}},
+        plain=text,
+    )
+
+
+def test_append_assigns_gap_free_seq_and_dedups(archive_url: str) -> None:
+    store = ArchiveStore(archive_url)
+    store.migrate()
+    store.migrate()  # idempotent: a restart migrates again
+    first = store.append(_message("m1", "hello"), [OutboxDraft("matrix", "!r:corp.test", {"kind": "message"})])
+    second = store.append(_message("m2", "world"), [])
+    again = store.append(_message("m1", "hello"), [])
+    assert first is not None and second is not None
+    assert (first.seq, second.seq) == (1, 2)
+    assert again is None
+    assert [r.payload for r in store.pending()] == [{"kind": "message"}]
+    store.close()
+
+
+def test_delivery_maps_ids_and_is_archived_once(archive_url: str) -> None:
+    store = ArchiveStore(archive_url)
+    store.migrate()
+    appended = store.append(_message("m1", "hello"), [OutboxDraft("matrix", "!r:corp.test", {})])
+    assert appended is not None
+    row = appended.outbox[0]
+    assert store.delivered(row, "$event1") == 2
+    assert store.delivered(row, "$event1") is None  # a second confirmation changes nothing
+    assert store.pending() == []
+    assert store.seq_for("matrix", "!r:corp.test", "$event1") == 1
+    assert store.native_for(1, "matrix", "!r:corp.test") == "$event1"
+    found = list(search(store.engine, Filters(kinds=("delivery",))))
+    assert [(r["network"], r["native_id"], r["target_seq"]) for r in found] == [("matrix", "$event1", 1)]
+    store.close()
+
+
+def test_records_carry_identity_snapshot_and_verify_their_leaf(archive_url: str) -> None:
+    store = ArchiveStore(archive_url)
+    store.migrate()
+    store.append(_message("m1", "Déjà vu — 100% ☃"), [])
+    [found] = list(search(store.engine, Filters(employee="E1001")))
+    assert found["text"] == "Déjà vu — 100% ☃"
+    assert (found["name"], found["department"], found["portal"]) == ("Alice Smith", "Trading", "trading")
+    assert found["occurred_at"] == "2026-11-22T09:30:00.000000Z"
+    with store.engine.connect() as conn:
+        row = conn.execute(select(records)).mappings().one()
+    assert leaf_hash(dict(row)) == row["leaf_hash"]
+    assert json.loads(row["flags"]) == []
+    assert list(search(store.engine, Filters(text="100%"))) != []
+    assert list(search(store.engine, Filters(text="nothing like it"))) == []
+    store.close()
+
+
+def test_state_store_round_trip(archive_url: str) -> None:
+    store = ArchiveStore(archive_url)
+    store.migrate()
+    assert store.state_get("matrix:txn:1") is None
+    store.state_put("matrix:txn:1", "done")
+    store.state_put("matrix:txn:1", "again")
+    assert store.state_get("matrix:txn:1") == "again"
+    store.close()
