@@ -76,7 +76,16 @@ class Delivery:
         while True:
             row = await worker.queue.get()
             try:
-                await self._deliver(worker, row)
+                while True:
+                    try:
+                        await self._deliver(worker, row)
+                        break
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:  # e.g. the archive database is unreachable: keep the row, retry
+                        delay = worker.backoff.next_delay()
+                        log.exception("outbox row %d: delivery step failed; retrying in %.2fs", row.id, delay)
+                        await asyncio.sleep(delay)
             finally:
                 worker.queue.task_done()
 

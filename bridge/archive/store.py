@@ -238,7 +238,7 @@ class ArchiveStore:
             )
             return seq
 
-    def failed(self, row: OutboxRow, error: str, *, final: bool) -> None:
+    def failed(self, row: OutboxRow, error: str, final: bool) -> None:
         with self.writing() as conn:
             values: dict[str, Any] = {"attempts": outbox.c.attempts + 1, "last_error": error[:1024]}
             if final:

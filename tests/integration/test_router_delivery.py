@@ -1,0 +1,177 @@
+"""Router and delivery over a real archive: what is archived, queued and delivered.
+
+The networks are stood in for by a recording connector; the real connectors
+are proven against real servers in test_matrix_irc_e2e.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bridge.archive import AsyncArchive
+from bridge.archive.search import Filters, search
+from bridge.archive.store import ArchiveStore
+from bridge.connector import Capabilities, Connector, ConnectorContext, DeliveryError
+from bridge.delivery import Delivery
+from bridge.directory.yaml import YamlDirectory
+from bridge.model import Delete, Edit, Message, Outbound, Portal, RemoteUser
+from bridge.router import NetworkInfo, PortalIndex, Router
+from bridge.text import Span, Text
+
+DIRECTORY = """people:
+  - {employee_id: E1001, name: Alice Smith, department: Trading, handles: {matrix: "@alice:corp.test", irc: alice}}
+  - {employee_id: E1002, name: Bob Jones, department: Sales, handles: {matrix: "@bob:corp.test", irc: bob}}
+  - {employee_id: E1003, name: Carol White, enabled: false, handles: {irc: carol}}
+"""
+PORTAL = Portal("trading", (("matrix", "!room:corp.test"), ("irc", "#trading")))
+
+
+class Recorder(Connector):
+    """A network that records what it is sent and can be told to fail."""
+
+    def __init__(self, name: str, fail_times: int = 0) -> None:
+        super().__init__(ConnectorContext(name, {}, state=None))  # type: ignore[arg-type]
+        self.sent: list[Outbound] = []
+        self.notices: list[tuple[str, str, str]] = []
+        self.fail_times = fail_times
+
+    async def send(self, out: Outbound) -> str:
+        if self.fail_times:
+            self.fail_times -= 1
+            raise DeliveryError("server busy", retry_after=0.01)
+        self.sent.append(out)
+        return f"{self.name}-{len(self.sent)}"
+
+    async def notify(self, room: str, user: str, text: str) -> None:
+        self.notices.append((room, user, text))
+
+
+async def _setup(tmp_path: Path, archive_url: str, unmapped: str = "deny", irc_fail: int = 0):
+    (tmp_path / "dir.yaml").write_text(DIRECTORY)
+    directory = YamlDirectory(tmp_path / "dir.yaml")
+    directory.load()
+    store = ArchiveStore(archive_url)
+    store.migrate()
+    archive = AsyncArchive(store)
+    connectors = {"matrix": Recorder("matrix"), "irc": Recorder("irc", irc_fail)}
+    delivery = Delivery(archive, connectors)
+    portals = PortalIndex()
+    portals.add(PORTAL)
+    infos = {
+        "matrix": NetworkInfo(
+            "matrix", "Matrix", Capabilities(edits=True, deletes=True, per_sender_display=True)
+        ),
+        "irc": NetworkInfo("irc", "IRC", Capabilities()),
+    }
+
+    async def notify(network: str, room: str, user: str, text: str) -> None:
+        await connectors[network].notify(room, user, text)
+
+    router = Router(archive, directory, portals, infos, unmapped, delivery.enqueue, notify)
+    router.ready.set()
+    return router, delivery, connectors, archive
+
+
+def _msg(network: str, room: str, native_id: str, sender: str, text: Text | str) -> Message:
+    text = Text.of(text) if isinstance(text, str) else text
+    return Message(network, room, native_id, RemoteUser(network, sender, sender), text, datetime.now(UTC))
+
+
+async def test_message_is_archived_once_and_delivered_with_names(tmp_path: Path, archive_url: str) -> None:
+    router, delivery, nets, archive = await _setup(tmp_path, archive_url)
+    receipt = await router.receive(_msg("irc", "#trading", "i1", "bob", "hello"))
+    again = await router.receive(_msg("irc", "#trading", "i1", "bob", "hello"))
+    assert receipt.status == "archived" and again.status == "duplicate"
+    await delivery.idle()
+    [out] = nets["matrix"].sent
+    assert out.sender.display_name == "Bob Jones (IRC)" and out.room == "!room:corp.test"
+    assert nets["irc"].sent == []
+    records = list(search(archive.store.engine, Filters()))
+    assert [(r["kind"], r["network"], r["employee_id"]) for r in records] == [
+        ("message", "irc", "E1002"),
+        ("delivery", "matrix", None),
+    ]
+    assert records[1]["native_id"] == "matrix-1" and records[1]["target_seq"] == records[0]["seq"]
+    # The delivered copy echoing back from Matrix is recognised and not relayed again.
+    echo = await router.receive(
+        _msg("matrix", "!room:corp.test", "matrix-1", "@_sb_irc_bob:corp.test", "hello")
+    )
+    assert echo.status == "duplicate"
+    await archive.close()
+
+
+async def test_unmapped_and_disabled_are_blocked_archived_and_told(tmp_path: Path, archive_url: str) -> None:
+    router, delivery, nets, archive = await _setup(tmp_path, archive_url)
+    stranger = await router.receive(_msg("irc", "#trading", "i1", "stud_broker", "buy now"))
+    carol = await router.receive(_msg("irc", "#trading", "i2", "carol", "still here"))
+    assert (stranger.status, carol.status) == ("blocked", "blocked")
+    await asyncio.sleep(0.05)
+    await delivery.idle()
+    assert nets["matrix"].sent == []
+    assert [n[1] for n in nets["irc"].notices] == ["stud_broker", "carol"]
+    blocks = list(search(archive.store.engine, Filters(kinds=("policy_block",))))
+    assert [(b["rule"], b["text"]) for b in blocks] == [("unmapped", "buy now"), ("disabled", "still here")]
+    await archive.close()
+
+
+async def test_unmapped_relay_flags(tmp_path: Path, archive_url: str) -> None:
+    router, delivery, nets, archive = await _setup(tmp_path, archive_url, unmapped="relay")
+    await router.receive(_msg("irc", "#trading", "i1", "stud_broker", "hi"))
+    await delivery.idle()
+    assert nets["matrix"].sent[0].sender.display_name == "stud_broker (IRC)"
+    [flagged] = list(search(archive.store.engine, Filters(flag="unmapped")))
+    assert flagged["sender"] == "stud_broker" and flagged["employee_id"] is None
+    await archive.close()
+
+
+async def test_mentions_follow_the_person_to_each_network(tmp_path: Path, archive_url: str) -> None:
+    router, delivery, nets, archive = await _setup(tmp_path, archive_url)
+    text = Text("Bob Jones: look", (Span("mention", 0, 9, network="matrix", user="@bob:corp.test"),))
+    await router.receive(_msg("matrix", "!room:corp.test", "$e1", "@alice:corp.test", text))
+    await delivery.idle()
+    [out] = nets["irc"].sent
+    assert out.text.plain == "bob: look"
+    assert out.text.spans[0].network == "irc" and out.text.spans[0].user == "bob"
+    await archive.close()
+
+
+async def test_retry_keeps_order_and_edits_map_to_delivered_ids(tmp_path: Path, archive_url: str) -> None:
+    router, delivery, nets, archive = await _setup(tmp_path, archive_url, irc_fail=3)
+    for i in range(5):
+        await router.receive(_msg("matrix", "!room:corp.test", f"$e{i}", "@alice:corp.test", f"line {i}"))
+    edit = Edit(
+        "matrix",
+        "!room:corp.test",
+        "$e9",
+        RemoteUser("matrix", "@alice:corp.test"),
+        "$e2",
+        Text.of("line 2 fixed"),
+        datetime.now(UTC),
+    )
+    await router.receive(edit)
+    delete = Delete("irc", "#trading", "i9", RemoteUser("irc", "alice"), "nonexistent", datetime.now(UTC))
+    assert (await router.receive(delete)).status == "archived"
+    await delivery.idle()
+    irc = nets["irc"].sent
+    assert [o.text.plain for o in irc] == [f"line {i}" for i in range(5)] + ["line 2 fixed"]
+    assert irc[-1].kind == "edit" and irc[-1].target_native_id == "irc-3"
+    [edit_record] = list(search(archive.store.engine, Filters(kinds=("edit",))))
+    assert edit_record["target_native_id"] == "$e2"
+    await archive.close()
+
+
+async def test_restart_resumes_pending_rows_in_order(tmp_path: Path, archive_url: str) -> None:
+    router, delivery, nets, archive = await _setup(tmp_path, archive_url)
+    await delivery.stop()  # deliveries are queued but nothing is sent, as if the bridge died
+    router.enqueue = lambda rows: None
+    for i in range(3):
+        await router.receive(_msg("matrix", "!room:corp.test", f"$e{i}", "@alice:corp.test", f"m{i}"))
+    await archive.close()
+    router2, delivery2, nets2, archive2 = await _setup(tmp_path, archive_url)
+    assert await delivery2.resume() == 3
+    await delivery2.idle()
+    assert [o.text.plain for o in nets2["irc"].sent] == ["m0", "m1", "m2"]
+    assert await delivery2.resume() == 0
+    await archive2.close()
