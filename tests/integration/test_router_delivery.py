@@ -163,13 +163,13 @@ async def test_retry_keeps_order_and_edits_map_to_delivered_ids(tmp_path: Path, 
 
 
 async def test_restart_resumes_pending_rows_in_order(tmp_path: Path, archive_url: str) -> None:
-    router, delivery, nets, archive = await _setup(tmp_path, archive_url)
+    router, delivery, _nets, archive = await _setup(tmp_path, archive_url)
     await delivery.stop()  # deliveries are queued but nothing is sent, as if the bridge died
     router.enqueue = lambda rows: None
     for i in range(3):
         await router.receive(_msg("matrix", "!room:corp.test", f"$e{i}", "@alice:corp.test", f"m{i}"))
     await archive.close()
-    router2, delivery2, nets2, archive2 = await _setup(tmp_path, archive_url)
+    _router2, delivery2, nets2, archive2 = await _setup(tmp_path, archive_url)
     assert await delivery2.resume() == 3
     await delivery2.idle()
     assert [o.text.plain for o in nets2["irc"].sent] == ["m0", "m1", "m2"]
