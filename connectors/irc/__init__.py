@@ -1,0 +1,226 @@
+"""The IRC connector: one relay connection that speaks for everyone.
+
+Lines from other networks are sent by the relay nick as `<Name> text`;
+channel messages from IRC users become `bridge.model.Message` events. Room ids
+are channel names folded to lower case (RFC 1459).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import uuid
+from datetime import UTC, datetime
+
+from bridge.connector import Capabilities, Connector, ConnectorContext, DeliveryError, Sink
+from bridge.model import Message, Outbound, RemoteUser
+from connectors.irc.format import NICK, parse
+from connectors.irc.outbound import Templates, notice_payloads, payloads
+from connectors.irc.session import MAX_LINE, ChannelLine, IrcSession, irc_lower
+from connectors.irc.settings import OPTIONS, IrcSettings
+from connectors.irc.throttle import TokenBucket
+
+__all__ = ["IrcConnector"]
+
+_CHANNEL = re.compile(r"[#&+!][^\s,\x00-\x1f]+")
+# On stop, inbound lines already read get this long to reach the archive.
+_DRAIN_SECONDS = 5.0
+
+
+class IrcConnector(Connector):
+    """Relays through one IRC connection. See `connectors.irc.settings.OPTIONS`."""
+
+    label = "IRC"
+    capabilities = Capabilities(
+        edits=False,
+        deletes=False,
+        threads=False,
+        files=False,
+        per_sender_display=False,
+        max_message_bytes=MAX_LINE,
+    )
+    options = OPTIONS
+
+    def __init__(self, ctx: ConnectorContext) -> None:
+        super().__init__(ctx)
+        self.settings = IrcSettings.from_options(ctx.options)
+        self.templates = Templates(
+            line=self.settings.line_template,
+            emote=self.settings.emote_template,
+            edit=self.settings.edit_template,
+        )
+        # One bucket for the connector, not per session: a reconnect must not
+        # buy a fresh burst.
+        self._bucket = TokenBucket(self.settings.flood_burst, self.settings.flood_rate)
+        self._channels: dict[str, str] = {}  # room id -> name as configured, rejoined on reconnect
+        self._session: IrcSession | None = None
+        self._ready = asyncio.Event()
+        self._inbox: asyncio.Queue[Message] = asyncio.Queue()
+        self._sink: Sink | None = None
+        self._first_session: asyncio.Future[None] | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._consumer: asyncio.Task[None] | None = None
+
+    @classmethod
+    def room_problem(cls, room: str) -> str | None:
+        try:
+            _channel_name(room)
+        except ValueError as exc:
+            return f"{exc} (channels start with #, &, + or !, without spaces or commas)"
+        return None
+
+    async def start(self, sink: Sink) -> None:
+        """Connect and register; reconnect in the background from then on.
+
+        If the very first connection fails, start() raises and nothing keeps
+        running: a wrong host, port, TLS setting or password shows at once.
+        """
+        self._sink = sink
+        self._first_session = asyncio.get_running_loop().create_future()
+        self._consumer = asyncio.create_task(self._consume(), name=f"{self.name}: inbound")
+        self._supervisor = asyncio.create_task(
+            self.supervise(self._run_session, "IRC connection"), name=f"{self.name}: connection"
+        )
+        try:
+            await self._first_session
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        await super().stop()
+        if self._first_session is not None and not self._first_session.done():
+            self._first_session.set_exception(ConnectionError("stopped before the first connection"))
+        session = self._session
+        if session is not None:
+            await session.quit("Switchboard shutting down")
+        if self._supervisor is not None:
+            await _finish(self._supervisor, timeout=3.0)
+        if self._consumer is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._inbox.join(), timeout=_DRAIN_SECONDS)
+            await _finish(self._consumer, timeout=0)
+
+    async def _run_session(self) -> None:
+        assert self._first_session is not None
+        session = IrcSession(self.settings, self._bucket, self._on_line, self.log)
+        try:
+            # A live view: channels joined while we were registering are included.
+            await session.open(self._channels.values())
+        except Exception as exc:
+            if not self._first_session.done():
+                self._first_session.set_exception(exc)
+            raise
+        self.log.info("registered on %s:%d as %s", self.settings.host, self.settings.port, session.nick)
+        self._session = session
+        self._ready.set()
+        if not self._first_session.done():
+            self._first_session.set_result(None)
+        try:
+            await session.serve()
+        finally:
+            self._ready.clear()
+            self._session = None
+            session.close()
+
+    async def join(self, room: str) -> str:
+        """Join a channel (waiting for the connection if it is down); return its room id."""
+        name = _channel_name(room)
+        room_id = irc_lower(name)
+        self._channels.setdefault(room_id, name)
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout=self.settings.join_timeout)
+        except TimeoutError:
+            raise DeliveryError(f"IRC connection is down; will join {name} on reconnect") from None
+        assert self._session is not None
+        await self._session.join(name, self.settings.join_timeout)
+        return room_id
+
+    async def send(self, out: Outbound) -> str:
+        """Send `out` and return once every line was handed to the kernel.
+
+        Raises DeliveryError at once while the connection is down, and if it
+        drops before all lines left (some lines may then repeat on retry).
+        Deletes send nothing: IRC cannot unsay a line.
+        """
+        native_id = f"{self.name}:{out.key}"
+        if out.kind == "delete":
+            return native_id
+        session = self._live_session()
+        try:
+            name = _channel_name(out.room)
+        except ValueError as exc:
+            raise DeliveryError(str(exc), permanent=True) from None
+        room_id = irc_lower(name)
+        await session.join(self._channels.setdefault(room_id, name), self.settings.join_timeout)
+        lines = payloads(out, self.templates, session.budget("PRIVMSG", room_id))
+        await session.send_lines([f"PRIVMSG {room_id} :{line}" for line in lines])
+        return native_id
+
+    async def notify(self, room: str, user: str, text: str) -> None:
+        """Tell `user` something privately, with a NOTICE (which clients never auto-answer)."""
+        session = self._live_session()
+        nick = user.strip()
+        if not NICK.fullmatch(nick):
+            raise DeliveryError(f"not an IRC nick: {user!r}", permanent=True)
+        lines = notice_payloads(text, session.budget("NOTICE", nick))
+        await session.send_lines([f"NOTICE {nick} :{line}" for line in lines])
+
+    @property
+    def connected(self) -> bool:
+        """Registered and able to send right now."""
+        return self._session is not None and self._session.is_open
+
+    def _live_session(self) -> IrcSession:
+        session = self._session
+        if session is None or not session.is_open:
+            raise DeliveryError("IRC connection is down")
+        return session
+
+    def _on_line(self, line: ChannelLine) -> None:
+        # Parsed now, while the channel's member list is as the sender saw it.
+        text = parse(line.body, self.name, line.resolve_nick)
+        if not text.plain.strip():
+            return
+        sender = RemoteUser(self.name, line.nick, line.nick)
+        message = Message(
+            network=self.name,
+            room=line.channel,
+            native_id=uuid.uuid4().hex,
+            sender=sender,
+            text=text,
+            occurred_at=datetime.now(UTC),
+            kind=line.kind,
+        )
+        self._inbox.put_nowait(message)
+
+    async def _consume(self) -> None:
+        # One at a time, so the archive sees channel lines in the order IRC sent them.
+        while True:
+            message = await self._inbox.get()
+            try:
+                assert self._sink is not None
+                await self._sink.receive(message)
+            except Exception:
+                self.log.exception(
+                    "could not hand over IRC message from %s in %s", message.sender.native_id, message.room
+                )
+            finally:
+                self._inbox.task_done()
+
+
+def _channel_name(room: str) -> str:
+    name = room.strip()
+    if not _CHANNEL.fullmatch(name):
+        raise ValueError(f"not an IRC channel name: {room!r}")
+    return name
+
+
+async def _finish(task: asyncio.Task[None], timeout: float) -> None:
+    """Let `task` end by itself within `timeout`, else cancel it."""
+    if timeout > 0:
+        await asyncio.wait({task}, timeout=timeout)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

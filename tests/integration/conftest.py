@@ -1,0 +1,16 @@
+"""Servers shared by the integration tests of a session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.servers.ngircd import Ngircd
+
+
+@pytest.fixture(scope="session")
+def ngircd() -> Iterator[Ngircd]:
+    """One ngircd for the session, penalties off; tests use unique channels and nicks."""
+    with Ngircd() as server:
+        yield server

@@ -1,0 +1,142 @@
+"""A private ngircd on a free loopback port, for tests.
+
+Usable as a context manager or through `start()`/`stop()`; `restart()` keeps
+the port so a connected client sees a real server restart. The process runs
+in the foreground (`-n`) in its own session and is stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.servers.ports import free_port, port_open, wait_until
+from tests.servers.tls import write_self_signed
+
+NGIRCD = "/usr/sbin/ngircd"
+
+
+@dataclass
+class Ngircd:
+    """One ngircd instance. `penalties=False` disables its flood penalties."""
+
+    penalties: bool = False
+    tls: bool = False  # then `port` speaks TLS only, with a self-signed certificate for 127.0.0.1
+    server_name: str = "irc.switchboard.test"
+    host: str = "127.0.0.1"
+    port: int = field(default_factory=free_port)
+    startup_timeout: float = 10.0
+    _dir: tempfile.TemporaryDirectory[str] | None = field(default=None, init=False, repr=False)
+    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def directory(self) -> Path:
+        if self._dir is None:
+            self._dir = tempfile.TemporaryDirectory(prefix="ngircd-")
+        return Path(self._dir.name)
+
+    @property
+    def config_path(self) -> Path:
+        return self.directory / "ngircd.conf"
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory / "ngircd.log"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def config(self) -> str:
+        # MaxPenaltyTime = 0 turns ngircd's per-client command penalties off;
+        # without it a burst of lines is read at roughly one per second.
+        penalty = "" if self.penalties else "MaxPenaltyTime = 0\n"
+        return (
+            "[Global]\n"
+            f"Name = {self.server_name}\n"
+            "Info = Switchboard test server\n"
+            "AdminInfo1 = tests\nAdminInfo2 = tests\nAdminEMail = tests@switchboard.test\n"
+            f"Listen = {self.host}\nPorts = {'' if self.tls else self.port}\n"
+            "MotdPhrase = switchboard test server\n"
+            "[Limits]\n"
+            "MaxConnectionsIP = 0\nMaxJoins = 0\nMaxNickLength = 30\n"
+            "PingTimeout = 120\nPongTimeout = 20\n"
+            f"{penalty}"
+            "[Options]\n"
+            "DNS = no\nIdent = no\nPAM = no\n"
+            f"{self._tls_section()}"
+        )
+
+    def _tls_section(self) -> str:
+        if not self.tls:
+            return ""
+        cert, key = self.directory / "cert.pem", self.directory / "key.pem"
+        if not cert.exists():
+            write_self_signed(cert, key, self.host)
+        return f"[SSL]\nCertFile = {cert}\nKeyFile = {key}\nPorts = {self.port}\n"
+
+    def start(self) -> None:
+        if self.running:
+            return
+        self.config_path.write_text(self.config())
+        log = self.log_path.open("ab")
+        try:
+            # start_new_session: a Ctrl-C in the test terminal must not race our own stop().
+            self._proc = subprocess.Popen(
+                [NGIRCD, "-n", "-f", str(self.config_path)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        try:
+            wait_until(self._ready, self.startup_timeout, f"ngircd on port {self.port}")
+        except TimeoutError as exc:
+            self.stop()
+            raise TimeoutError(f"{exc}\n--- ngircd log ---\n{self.log_tail()}") from None
+
+    def _ready(self) -> bool:
+        if self._proc is not None and self._proc.poll() is not None:
+            raise RuntimeError(f"ngircd exited with {self._proc.returncode}:\n{self.log_tail()}")
+        return port_open(self.port, self.host)
+
+    def stop(self, graceful: bool = False) -> None:
+        """Stop the server. A graceful stop (SIGTERM) lets ngircd say goodbye but takes 1-2 s."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM if graceful else signal.SIGKILL)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+    def restart(self, graceful: bool = False) -> None:
+        self.stop(graceful=graceful)
+        wait_until(lambda: not port_open(self.port, self.host), 10, f"port {self.port} to close")
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        if self._dir is not None:
+            self._dir.cleanup()
+            self._dir = None
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+    def __enter__(self) -> Ngircd:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
