@@ -86,7 +86,7 @@ class Router:
         portal = self.portals.find(event.network, event.room)
         if portal is None:
             return Receipt("ignored", reason="room is not bridged")
-        identity = self.directory.resolve(event.network, event.sender.native_id)
+        identity = await self.directory.lookup(event.network, event.sender.native_id)
         decision = decide(identity, self.unmapped, portal, event)
         draft = self._record(event, portal, identity, decision)
         deliveries = [] if decision.blocked else self._deliveries(event, portal, identity)

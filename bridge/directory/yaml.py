@@ -98,5 +98,8 @@ class YamlDirectory:
     def resolve(self, network: str, native_id: str) -> Identity | None:
         return self._index.get((network, handle_key(native_id)))
 
+    async def lookup(self, network: str, native_id: str) -> Identity | None:
+        return self.resolve(network, native_id)
+
     def people(self) -> list[Identity]:
         return list(self._people)
