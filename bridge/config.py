@@ -253,7 +253,8 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         _check_retention(loader, join_path("archive.retention", key), value)
 
     policy = loader.section(data.get("policy"), "policy", POLICY_KEYS)
-    rooms = _rooms(loader, data.get("rooms"), networks, classes)
+    declared = {MATRIX, *map(str, raw_networks)}
+    rooms = _rooms(loader, data.get("rooms"), networks, classes, declared)
 
     if loader.problems:
         raise ConfigError(loader.problems)
@@ -328,8 +329,13 @@ def _check_retention(loader: _Loader, path: str, value: Any) -> None:
 
 
 def _rooms(
-    loader: _Loader, data: Any, networks: Mapping[str, NetworkConfig], classes: Mapping[str, type[Connector]]
+    loader: _Loader,
+    data: Any,
+    networks: Mapping[str, NetworkConfig],
+    classes: Mapping[str, type[Connector]],
+    declared: set[str],
 ) -> tuple[RoomConfig, ...]:
+    """The bridged rooms; references to a network whose own section is broken are not reported twice."""
     if data is None:
         return ()
     if not isinstance(data, list):
@@ -340,6 +346,7 @@ def _rooms(
     seen_native: dict[tuple[str, str], str] = {}
     for i, entry in enumerate(data):
         where = join_path("rooms", i)
+        problems_before = len(loader.problems)
         if not isinstance(entry, dict):
             loader.problem(
                 where, "must be a mapping like {id: trading, matrix: '#trading:corp.test', irc: '#t'}"
@@ -353,11 +360,15 @@ def _rooms(
             loader.problem(join_path(where, "id"), f"'{room_id}' is used by another room")
         seen_ids.add(room_id)
         links: list[tuple[str, str]] = []
+        unchecked = 0
         for key, value in entry.items():
             if key in ("id", "policy"):
                 continue
             path = join_path(where, str(key))
             if key not in networks:
+                if key in declared:
+                    unchecked += 1
+                    continue
                 known = ", ".join(sorted(networks)) or "none"
                 loader.problem(path, f"unknown network '{key}' (networks defined: {known})")
                 continue
@@ -373,7 +384,7 @@ def _rooms(
                 loader.problem(path, f"'{value}' is already bridged by room '{other}'")
             seen_native[(key, value)] = room_id
             links.append((key, value))
-        if len(links) < 2:
+        if len(links) + unchecked < 2 and len(loader.problems) == problems_before:
             loader.problem(where, "links fewer than two networks, so nothing would be bridged")
         policy = entry.get("policy") or {}
         if not isinstance(policy, dict):

@@ -1,0 +1,176 @@
+"""The `switchboard` command as an admin runs it, and real users around it.
+
+`BridgeProcess` runs `switchboard run -c FILE` in a subprocess (so it can be
+killed with SIGKILL like a real crash); `MatrixUser` is a person on Matrix
+using matrix-nio against the real Synapse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from nio import AsyncClient, AsyncClientConfig, MessageDirection, RoomCreateResponse, RoomPreset, RoomVisibility
+
+from tests.servers.synapse import SynapseSession
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:8]}"
+
+
+def switchboard(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run the switchboard command; return its result (never raises on exit codes)."""
+    return subprocess.run(
+        [sys.executable, "-m", "bridge.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@dataclass
+class BridgeProcess:
+    workdir: Path
+    config: dict[str, Any]
+    directory: dict[str, Any]
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "switchboard.yaml"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "bridge.log"
+
+    def write(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "directory.yaml").write_text(yaml.safe_dump(self.directory, sort_keys=False))
+        self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
+
+    def start(self, timeout: float = 60) -> None:
+        self.write()
+        self.starts += 1
+        mark = f"bridge running"
+        before = self.log_text().count(mark)
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bridge.cli", "run", "-c", str(self.config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+            start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while self.log_text().count(mark) <= before:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"bridge exited with {self.proc.returncode}:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"bridge not running after {timeout}s:\n{self.log_tail()}")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL: the crash nothing can clean up after."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_tail(self, n: int = 40) -> str:
+        return "\n".join(self.log_text().splitlines()[-n:])
+
+    def search(self, *args: str) -> list[dict[str, Any]]:
+        result = switchboard("archive", "search", "-c", str(self.config_path), "--format", "json", *args)
+        assert result.returncode == 0, result.stderr
+        return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+@dataclass
+class MatrixUser:
+    synapse: SynapseSession
+    name: str
+    client: AsyncClient | None = None
+    user_id: str = ""
+    seen: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    async def login(self) -> MatrixUser:
+        self.user_id, token = await asyncio.to_thread(self.synapse.register_user, self.name)
+        self.client = AsyncClient(
+            self.synapse.url, self.user_id, config=AsyncClientConfig(max_limit_exceeded=0, max_timeouts=2)
+        )
+        self.client.access_token = token
+        self.client.user_id = self.user_id
+        return self
+
+    async def close(self) -> None:
+        if self.client:
+            await self.client.close()
+
+    async def create_room(self, alias_localpart: str) -> str:
+        assert self.client
+        resp = await self.client.room_create(
+            visibility=RoomVisibility.public, alias=alias_localpart, preset=RoomPreset.public_chat
+        )
+        assert isinstance(resp, RoomCreateResponse), resp
+        return resp.room_id
+
+    async def send(self, room_id: str, body: str, html: str | None = None, msgtype: str = "m.text",
+                   **extra: Any) -> str:
+        assert self.client
+        content: dict[str, Any] = {"msgtype": msgtype, "body": body, **extra}
+        if html is not None:
+            content |= {"format": "org.matrix.custom.html", "formatted_body": html}
+        resp = await self.client.room_send(room_id, "m.room.message", content)
+        assert hasattr(resp, "event_id"), resp
+        return resp.event_id
+
+    async def events(self, room_id: str, limit: int = 200) -> list[dict[str, Any]]:
+        """The room's message events, oldest first, as raw JSON."""
+        assert self.client
+        resp = await self.client.room_messages(room_id, direction=MessageDirection.back, limit=limit)
+        assert hasattr(resp, "chunk"), resp
+        out = [e.source for e in resp.chunk if e.source.get("type") in ("m.room.message", "m.room.redaction")]
+        return list(reversed(out))
+
+    async def wait_for(
+        self, room_id: str, ready: Callable[[list[dict[str, Any]]], bool], timeout: float, what: str
+    ) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            events = await self.events(room_id)
+            if ready(events):
+                return events
+            if time.monotonic() > deadline:
+                bodies = [(e["sender"], e["content"].get("body")) for e in events][-10:]
+                raise TimeoutError(f"{what} not seen in {timeout}s; last events: {bodies}")
+            await asyncio.sleep(0.1)
+
+    async def display_name(self, user_id: str) -> str | None:
+        assert self.client
+        resp = await self.client.get_displayname(user_id)
+        return getattr(resp, "displayname", None)

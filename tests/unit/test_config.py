@@ -1,0 +1,118 @@
+"""Config errors: one line each, naming the file, the line and the key; exit 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bridge.cli import main
+from bridge.config import load_config, parse_duration
+
+GOOD = """\
+matrix:
+  homeserver: http://127.0.0.1:8008
+  server_name: corp.test
+  appservice:
+    id: switchboard
+    listen: 127.0.0.1:29333
+    as_token: ${AS}
+    hs_token: ${file:hs.secret}
+    bot: switchboard
+networks:
+  irc:
+    type: irc
+    host: irc.example.com
+    port: 6697
+    tls: true
+directory:
+  type: yaml
+  path: directory.yaml
+  unmapped: deny
+archive:
+  url: sqlite:///archive.db
+  retention: {default: 7y, networks: {irc: 3y}}
+rooms:
+  - id: trading
+    matrix: "#trading:corp.test"
+    irc: "#trading"
+"""
+
+
+def _check(
+    tmp_path: Path, text: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> tuple[int, list[str]]:
+    (tmp_path / "switchboard.yaml").write_text(text)
+    (tmp_path / "hs.secret").write_text("hs-secret-value\n")
+    (tmp_path / "directory.yaml").write_text("people: []\n")
+    monkeypatch.setenv("AS", "as-secret-value")
+    code = main(["check", "-c", str(tmp_path / "switchboard.yaml")])
+    err = capsys.readouterr().err.strip().splitlines()
+    return code, err
+
+
+def test_good_config_loads_with_secrets_and_paths(tmp_path: Path, capsys, monkeypatch) -> None:
+    code, err = _check(tmp_path, GOOD, capsys, monkeypatch)
+    assert (code, err) == (0, [])
+    config = load_config(tmp_path / "switchboard.yaml")
+    appservice = config.matrix.options["appservice"]
+    assert appservice["as_token"] == "as-secret-value" and appservice["hs_token"] == "hs-secret-value"
+    assert config.archive.url == f"sqlite:///{tmp_path / 'archive.db'}"
+    assert config.rooms[0].rooms == (("matrix", "#trading:corp.test"), ("irc", "#trading"))
+    assert config.networks["irc"].options["tls"] is True
+
+
+@pytest.mark.parametrize(
+    ("change", "line", "key", "words"),
+    [
+        (("    tls: true", "    tls: true\n    colour: blue"), 16, "networks.irc.colour", "unknown key"),
+        (
+            ('    irc: "#trading"', '    irc: "#trading"\n    slack: C0123'),
+            27,
+            "rooms[0].slack",
+            "unknown network 'slack'",
+        ),
+        (("${AS}", "${NOPE_NOT_SET}"), 7, "matrix.appservice.as_token", "NOPE_NOT_SET is not set"),
+        (('    irc: "#trading"', '    irc: "trading room"'), 26, "rooms[0].irc", "channels start with #"),
+        (("    port: 6697", "    port: many"), 14, "networks.irc.port", "must be a whole number"),
+        (("    type: irc", "    type: aol"), 12, "networks.irc.type", "no connector 'aol'"),
+        (("unmapped: deny", "unmapped: maybe"), 19, "directory.unmapped", "deny or relay"),
+        (("irc: 3y", "irc: forever"), 22, "archive.retention.networks.irc", "not a duration"),
+        (("  server_name: corp.test\n", ""), 1, "matrix.server_name", "is required"),
+    ],
+)
+def test_each_problem_is_one_line_naming_file_line_and_key(
+    tmp_path: Path, capsys, monkeypatch, change: tuple[str, str], line: int, key: str, words: str
+) -> None:
+    assert change[0] in GOOD
+    code, err = _check(tmp_path, GOOD.replace(change[0], change[1], 1), capsys, monkeypatch)
+    assert code == 2
+    assert len(err) == 1, err
+    assert err[0].startswith(f"switchboard: {tmp_path / 'switchboard.yaml'}:{line}: {key}: "), err[0]
+    assert words in err[0]
+
+
+def test_several_problems_are_all_reported(tmp_path: Path, capsys, monkeypatch) -> None:
+    bad = GOOD.replace("${AS}", "${MISSING_A}").replace("    tls: true", "    tls: true\n    colour: blue")
+    code, err = _check(tmp_path, bad, capsys, monkeypatch)
+    assert code == 2 and len(err) == 2
+
+
+def test_invalid_yaml_names_the_line(tmp_path: Path, capsys, monkeypatch) -> None:
+    code, err = _check(tmp_path, GOOD.replace("  irc:\n", "  irc: [\n", 1), capsys, monkeypatch)
+    assert code == 2 and len(err) == 1 and "invalid YAML" in err[0]
+    assert "Traceback" not in "".join(err)
+
+
+def test_missing_file(tmp_path: Path, capsys) -> None:
+    code = main(["check", "-c", str(tmp_path / "nope.yaml")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "file not found" in err[0]
+
+
+def test_durations() -> None:
+    assert parse_duration("90d") == 90 * 86400
+    assert parse_duration("7y") == 7 * 365 * 86400
+    assert parse_duration("0d") == 0
+    with pytest.raises(ValueError):
+        parse_duration("7 years")
