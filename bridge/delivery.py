@@ -127,13 +127,15 @@ class Delivery:
 
     async def _outbound(self, row: OutboxRow) -> Outbound | None:
         p = row.payload
-        target = reply = None
+        target = reply = thread = None
         if p.get("target"):
             target = await self.archive.call(self._translate, p["source"], p["target"], row)
             if target is None:
                 return None
         if p.get("reply_to"):
             reply = await self.archive.call(self._translate, p["source"], p["reply_to"], row)
+        if p.get("thread_id"):
+            thread = await self.archive.call(self._translate, p["source"], p["thread_id"], row)
         return Outbound(
             key=f"sb{row.id}",
             seq=row.seq,
@@ -144,6 +146,7 @@ class Delivery:
             message_kind=p.get("message_kind", "text"),
             target_native_id=target,
             reply_to_native_id=reply,
+            thread_native_id=thread,
             attachments=tuple(Attachment(**a) for a in p.get("attachments", ())),
         )
 

@@ -119,6 +119,7 @@ class Sender:
     name: str
     network_label: str
     employee_id: str | None = None
+    avatar_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,7 @@ class Outbound:
     message_kind: MessageKind = "text"
     target_native_id: str | None = None
     reply_to_native_id: str | None = None
+    thread_native_id: str | None = None  # the thread root, in the destination's ids
     attachments: tuple[Attachment, ...] = ()
 
 

@@ -153,6 +153,7 @@ class Router:
                     "text": text_to_json(self._mentions_for(event.text, dest)),
                     "attachments": [attachment_to_json(a) for a in event.attachments],
                     "reply_to": event.reply_to,
+                    "thread_id": event.thread_id,
                 }
             elif isinstance(event, Edit):
                 payload |= {
