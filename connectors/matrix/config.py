@@ -1,0 +1,87 @@
+"""The `matrix:` section of the bridge config, checked and typed."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_GHOST_PREFIX = "_sb_"
+
+
+@dataclass(frozen=True)
+class MatrixConfig:
+    homeserver: str
+    server_name: str
+    appservice_id: str
+    listen_host: str
+    listen_port: int
+    as_token: str
+    hs_token: str
+    bot: str
+    ghost_prefix: str = DEFAULT_GHOST_PREFIX
+    # Regexes of room aliases the bridge may create. Synapse lets an appservice
+    # create only aliases in its namespace, so a missing `#room:server_name`
+    # can be created only when it matches one of these.
+    alias_regexes: tuple[str, ...] = ()
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> MatrixConfig:
+        """Read the section; ValueError naming the offending key (`matrix.appservice.listen: …`)."""
+        appservice = options.get("appservice")
+        if not isinstance(appservice, Mapping):
+            raise ValueError(
+                "matrix.appservice: required, a mapping with id, listen, as_token, hs_token, bot"
+            )
+        host, port = parse_listen(_text(appservice, "listen", "matrix.appservice.listen"))
+        return cls(
+            homeserver=_text(options, "homeserver", "matrix.homeserver").rstrip("/"),
+            server_name=_text(options, "server_name", "matrix.server_name"),
+            appservice_id=_text(appservice, "id", "matrix.appservice.id"),
+            listen_host=host,
+            listen_port=port,
+            as_token=_text(appservice, "as_token", "matrix.appservice.as_token"),
+            hs_token=_text(appservice, "hs_token", "matrix.appservice.hs_token"),
+            bot=_text(appservice, "bot", "matrix.appservice.bot"),
+            ghost_prefix=str(options.get("ghost_prefix") or DEFAULT_GHOST_PREFIX),
+            alias_regexes=_regexes(appservice.get("aliases"), "matrix.appservice.aliases"),
+        )
+
+    @property
+    def bot_mxid(self) -> str:
+        return f"@{self.bot}:{self.server_name}"
+
+    @property
+    def url(self) -> str:
+        """Where the homeserver reaches our appservice server."""
+        host = f"[{self.listen_host}]" if ":" in self.listen_host else self.listen_host
+        return f"http://{host}:{self.listen_port}"
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """`host:port` (or `[v6]:port`) → (host, port)."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"matrix.appservice.listen: expected host:port, got {listen!r}")
+    return host.removeprefix("[").removesuffix("]"), int(port)
+
+
+def _text(section: Mapping[str, Any], key: str, where: str) -> str:
+    value = section.get(key)
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{where}: required, a non-empty string")
+    return value
+
+
+def _regexes(value: Any, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{where}: expected a list of regular expressions")
+    for regex in value:
+        try:
+            re.compile(regex)
+        except re.error as exc:
+            raise ValueError(f"{where}: {regex!r}: {exc}") from None
+    return tuple(value)

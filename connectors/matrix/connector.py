@@ -1,0 +1,265 @@
+"""The Matrix connector: an application service with one ghost per remote user."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from bridge.connector import Capabilities, Connector, ConnectorContext, DeliveryError, Option, Sink
+from bridge.model import Attachment, Event, Outbound
+from bridge.text import Span, Text
+from connectors.matrix.appservice import AppserviceServer
+from connectors.matrix.client import MatrixClient, MatrixError
+from connectors.matrix.config import DEFAULT_GHOST_PREFIX, MatrixConfig
+from connectors.matrix.ghosts import Ghosts
+from connectors.matrix.inbound import Inbound, MediaRef, media_ref
+from connectors.matrix.outbound import edit_content, file_content, message_content, text_content, txn_id
+
+ROOMS_KEY = "rooms"
+
+
+class MatrixConnector(Connector):
+    """Receives pushed transactions; sends as ghosts `@{ghost_prefix}{network}_{id}:{server_name}`.
+
+    Its options are the config's top-level `matrix:` section.
+    """
+
+    label: ClassVar[str] = "Matrix"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        edits=True, deletes=True, threads=True, files=True, per_sender_display=True
+    )
+    options: ClassVar[Mapping[str, Option]] = {
+        "homeserver": Option(str, required=True, help="client-server API URL, e.g. http://127.0.0.1:8008"),
+        "server_name": Option(
+            str, required=True, help="the homeserver's name, the part after `:` in user ids"
+        ),
+        "appservice": Option(
+            dict,
+            required=True,
+            help="id, listen (host:port the homeserver pushes to), as_token, hs_token, bot (localpart), "
+            "aliases (optional regexes of room aliases the bridge may create when missing)",
+        ),
+        "ghost_prefix": Option(str, default=DEFAULT_GHOST_PREFIX, help="localpart prefix of ghost users"),
+    }
+
+    def __init__(self, ctx: ConnectorContext) -> None:
+        super().__init__(ctx)
+        self.config = MatrixConfig.from_options(ctx.options)
+        self.ghosts = Ghosts(self.config.ghost_prefix, self.config.server_name)
+        self.inbound = Inbound(ctx.name, self.ghosts, self.config.bot_mxid)
+        self._sink: Sink | None = None
+        self._client: MatrixClient | None = None
+        self._server: AppserviceServer | None = None
+        self._rooms: set[str] = set()  # rooms join() was asked for; persisted, see start()
+        self._awaited: set[str] = set()  # rooms join() was refused: an invite to them is accepted
+
+    @classmethod
+    def registration(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The appservice registration the homeserver loads (`app_service_config_files`)."""
+        config = MatrixConfig.from_options(options)
+        ghosts = Ghosts(config.ghost_prefix, config.server_name)
+        return {
+            "id": config.appservice_id,
+            "url": config.url,
+            "as_token": config.as_token,
+            "hs_token": config.hs_token,
+            "sender_localpart": config.bot,
+            "namespaces": {
+                "users": [{"exclusive": True, "regex": ghosts.user_regex()}],
+                # Not exclusive: the rooms stay anyone's; we may only create them.
+                "aliases": [{"exclusive": False, "regex": regex} for regex in config.alias_regexes],
+                "rooms": [],
+            },
+            "rate_limited": False,
+        }
+
+    @property
+    def client(self) -> MatrixClient:
+        if self._client is None:
+            raise RuntimeError("the Matrix connector is not started")
+        return self._client
+
+    async def start(self, sink: Sink) -> None:
+        self._sink = sink
+        # Rooms joined in earlier runs are known before the core joins them again:
+        # the homeserver delivers queued transactions as soon as we listen.
+        saved = await self.ctx.state.get(ROOMS_KEY)
+        self._rooms = set(json.loads(saved)) if saved else set()
+        self._client = MatrixClient(self.config, self.log)
+        self._server = AppserviceServer(
+            host=self.config.listen_host,
+            port=self.config.listen_port,
+            hs_token=self.config.hs_token,
+            state=self.ctx.state,
+            on_event=self._on_event,
+            on_user_query=self._on_user_query,
+            log=self.log,
+        )
+        try:
+            await self._server.start()
+            await self.client.register(self.config.bot_mxid)
+        except BaseException:
+            await self._close()
+            raise
+        try:
+            await self.client.ping()
+        except MatrixError as exc:
+            self.log.warning("appservice ping failed (%s); queued transactions may arrive late", exc)
+
+    async def stop(self) -> None:
+        await super().stop()
+        await self._close()
+
+    async def _close(self) -> None:
+        if self._server is not None:
+            await self._server.stop()
+            self._server = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def join(self, room: str) -> str:
+        room_id = await self.client.resolve(room)
+        try:
+            await self.client.join(room_id)
+        except MatrixError as exc:
+            if exc.status == 403:
+                self._awaited.add(room_id)
+                self.log.warning("cannot join %s (%s); an invite will be accepted", room, exc)
+            raise
+        await self._remember(room_id)
+        return room_id
+
+    async def _remember(self, room_id: str) -> None:
+        self._awaited.discard(room_id)
+        if room_id not in self._rooms:
+            self._rooms.add(room_id)
+            await self.ctx.state.put(ROOMS_KEY, json.dumps(sorted(self._rooms)))
+
+    async def send(self, out: Outbound) -> str:
+        try:
+            ghost = self.ghosts.mxid(out.sender.network, out.sender.native_id)
+        except ValueError as exc:
+            raise DeliveryError(str(exc), permanent=True) from exc
+        await self.client.prepare_ghost(ghost, out.sender.display_name)
+        await self.client.ensure_member(out.room, ghost, out.sender.display_name)
+        if out.kind == "delete":
+            return await self._redact(out, ghost)
+        if out.kind == "edit":
+            content = edit_content(out, network=self.name, ghosts=self.ghosts)
+            return await self._post(out.room, content, txn_id(out.key), out, ghost)
+        ids: list[str] = []
+        if out.text or not out.attachments:
+            content = message_content(out, network=self.name, ghosts=self.ghosts)
+            ids.append(await self._post(out.room, content, txn_id(out.key), out, ghost))
+        for n, attachment in enumerate(out.attachments):
+            if attachment.data is None:
+                self.log.warning("attachment %s of %s has no data; not sent", attachment.name, out.key)
+                continue
+            mxc = await self.client.upload(attachment.data, attachment.name, attachment.mimetype, user=ghost)
+            content = file_content(attachment, mxc)
+            ids.append(await self._post(out.room, content, txn_id(out.key, f"file{n}"), out, ghost))
+        if not ids:
+            raise DeliveryError(f"{out.key}: nothing to send", permanent=True)
+        return ids[0]
+
+    async def _post(self, room: str, content: dict[str, Any], txn: str, out: Outbound, ghost: str) -> str:
+        try:
+            return await self.client.send_event(room, content, txn, user=ghost)
+        except MatrixError as exc:
+            if exc.status != 403:
+                raise
+        # The ghost was kicked or left since we last saw it join: join again, once.
+        self.client.forget_member(room, ghost)
+        await self.client.ensure_member(room, ghost, out.sender.display_name)
+        return await self.client.send_event(room, content, txn, user=ghost)
+
+    async def _redact(self, out: Outbound, ghost: str) -> str:
+        if not out.target_native_id:
+            raise DeliveryError(f"{out.key}: a delete needs target_native_id", permanent=True)
+        try:
+            return await self.client.redact(out.room, out.target_native_id, txn_id(out.key), user=ghost)
+        except MatrixError as exc:
+            if exc.status != 403:
+                raise
+        # Deleting someone else's message: only a moderator may, and the bot may be one.
+        return await self.client.redact(
+            out.room, out.target_native_id, txn_id(out.key, "bot"), user=self.config.bot_mxid
+        )
+
+    async def notify(self, room: str, user: str, text: str) -> None:
+        message = Text(f"{user}: {text}", (Span("mention", 0, len(user), network=self.name, user=user),))
+        content = text_content(message, "m.notice", network=self.name, ghosts=self.ghosts)
+        await self.client.send_event(room, content, "sbn" + uuid.uuid4().hex, user=self.config.bot_mxid)
+
+    async def _on_user_query(self, user_id: str) -> bool:
+        if self.ghosts.parse(user_id) is None:
+            return False
+        await self.client.register(user_id)
+        return True
+
+    async def _on_event(self, raw: dict[str, Any]) -> None:
+        """Handle one pushed event; raises only when the transaction must be retried."""
+        try:
+            event = await self._convert(raw)
+        except MatrixError as exc:
+            if not exc.permanent:
+                raise
+            self.log.warning("skipping event %s: %s", raw.get("event_id"), exc)
+            return
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            self.log.warning("skipping malformed event %.100s: %s", raw.get("event_id"), exc)
+            return
+        if event is not None:
+            assert self._sink is not None
+            await self._sink.receive(event)
+
+    async def _convert(self, raw: dict[str, Any]) -> Event | None:
+        room_id = raw.get("room_id")
+        if raw.get("type") == "m.room.member":
+            await self._membership(raw)
+            return None
+        if room_id not in self._rooms or self.inbound.is_ours(raw.get("sender", "")):
+            return None
+        ref = media_ref(raw)
+        attachments = (await self._fetch(ref),) if ref is not None else ()
+        return self.inbound.convert(raw, attachments)
+
+    async def _fetch(self, ref: MediaRef) -> Attachment:
+        try:
+            data = await self.client.download(ref.url)
+        except MatrixError as exc:
+            if not exc.permanent:
+                raise
+            # Gone or refused for good: archive that a file was sent, without its content.
+            self.log.warning("could not fetch %s: %s", ref.url, exc)
+            return Attachment(ref.name, ref.mimetype, ref.size, sha256="", url=ref.url)
+        return Attachment(
+            ref.name, ref.mimetype, len(data), hashlib.sha256(data).hexdigest(), url=ref.url, data=data
+        )
+
+    async def _membership(self, raw: dict[str, Any]) -> None:
+        room_id, user = raw["room_id"], raw["state_key"]
+        membership = raw["content"]["membership"]
+        if membership in ("leave", "ban"):
+            self.client.forget_member(room_id, user)
+            if user == self.config.bot_mxid:
+                self.log.warning("the bot was removed from %s by %s", room_id, raw.get("sender"))
+            return
+        if membership != "invite" or user != self.config.bot_mxid:
+            return
+        try:
+            if room_id in self._rooms or room_id in self._awaited:
+                await self.client.join(room_id)
+                await self._remember(room_id)
+                self.log.info("accepted the invite to %s", room_id)
+            else:
+                await self.client.leave(room_id)
+                self.log.info(
+                    "declined an invite to unconfigured room %s from %s", room_id, raw.get("sender")
+                )
+        except MatrixError as exc:
+            self.log.warning("could not answer the invite to %s: %s", room_id, exc)

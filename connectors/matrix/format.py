@@ -1,0 +1,387 @@
+"""Matrix message content ↔ `bridge.text.Text`.
+
+Incoming HTML is parsed with the standard library and only the subset Element
+sends is understood; everything else is reduced to its text. Outgoing HTML is
+generated from `Text` alone, so hostile markup can never pass through.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from html import escape
+from html.parser import HTMLParser
+from typing import Any
+from urllib.parse import quote, unquote
+
+from bridge.text import SPAN_ORDER, Span, SpanKind, Text, TextBuilder
+from connectors.matrix.ghosts import Ghosts
+
+HTML_FORMAT = "org.matrix.custom.html"
+
+_INLINE: dict[str, SpanKind] = {
+    "b": "bold",
+    "strong": "bold",
+    "i": "italic",
+    "em": "italic",
+    "del": "strike",
+    "s": "strike",
+    "strike": "strike",
+    "u": "underline",
+    "ins": "underline",
+    "code": "code",
+}
+_TAGS: dict[SpanKind, str] = {
+    "bold": "strong",
+    "italic": "em",
+    "strike": "del",
+    "underline": "u",
+    "code": "code",
+}
+# Blank lines these blocks leave around themselves, as Element's plain body does.
+_BLOCK_BREAKS = {
+    "p": 2,
+    "blockquote": 2,
+    "pre": 2,
+    "ul": 2,
+    "ol": 2,
+    "h1": 2,
+    "h2": 2,
+    "h3": 2,
+    "h4": 2,
+    "h5": 2,
+    "h6": 2,
+    "hr": 2,
+    "table": 2,
+    "div": 1,
+    "li": 1,
+    "tr": 1,
+    "details": 1,
+    "summary": 1,
+}
+# Whatever is inside these is never shown: reply fallbacks and active content.
+_SKIPPED = frozenset({"mx-reply", "script", "style", "head", "title", "template", "iframe", "object", "svg"})
+_VOID = frozenset(
+    {"br", "img", "hr", "wbr", "input", "meta", "link", "area", "base", "col", "embed", "source"}
+)
+_SAFE_SCHEMES = ("http://", "https://", "mailto:", "ftp://", "matrix:", "tel:")
+_MATRIX_TO = re.compile(r"^https://matrix\.to/#/([^/?#]+)")
+_MATRIX_URI = re.compile(r"^matrix:u/([^/?#]+)")
+_SPACE = re.compile(r"[ \t\n\r\f]+")
+
+
+def parse_content(content: Mapping[str, Any], *, network: str, ghosts: Ghosts, reply: bool) -> Text:
+    """The text of an `m.room.message` content (or of its `m.new_content`).
+
+    `reply`: the event is a reply, so a plain body may start with a quoted fallback.
+    """
+    body = content.get("body")
+    body = body if isinstance(body, str) else ""
+    formatted = content.get("formatted_body")
+    if content.get("format") == HTML_FORMAT and isinstance(formatted, str):
+        text = parse_html(formatted, network=network, ghosts=ghosts)
+        if text or not body:
+            return text
+    return Text.of(strip_reply_fallback(body) if reply else body)
+
+
+def strip_reply_fallback(body: str) -> str:
+    """Drop the `> <@user> quoted` lines (and the blank line after) older clients prepend to replies."""
+    lines = body.split("\n")
+    i = 0
+    while i < len(lines) and lines[i].startswith(">"):
+        i += 1
+    if i == 0:
+        return body
+    if i < len(lines) and lines[i] == "":
+        i += 1
+    return "\n".join(lines[i:])
+
+
+def parse_html(html: str, *, network: str, ghosts: Ghosts) -> Text:
+    parser = _Parser(network=network, ghosts=ghosts)
+    parser.feed(html)
+    parser.close()
+    return parser.finish()
+
+
+def mention_target(href: str, *, network: str, ghosts: Ghosts) -> tuple[str, str] | None:
+    """(network, native user id) that a pill link points at, or None for other links."""
+    match = _MATRIX_TO.match(href) or _MATRIX_URI.match(href)
+    if match is None:
+        return None
+    mxid = unquote(match.group(1))
+    if match.re is _MATRIX_URI:
+        mxid = "@" + mxid
+    if not mxid.startswith("@") or ":" not in mxid:
+        return None  # a room or event link, not a user
+    return ghosts.parse(mxid) or (network, mxid)
+
+
+@dataclass
+class _Open:
+    tag: str
+    kind: SpanKind | None = None
+    url: str = ""
+    network: str = ""
+    user: str = ""
+    start: int | None = None  # set when the element's first content arrives
+
+
+@dataclass
+class _List:
+    ordered: bool
+    number: int
+
+
+class _Parser(HTMLParser):
+    def __init__(self, *, network: str, ghosts: Ghosts) -> None:
+        super().__init__(convert_charrefs=True)
+        self.network = network
+        self.ghosts = ghosts
+        self.out = TextBuilder()
+        self.stack: list[_Open] = []
+        self.lists: list[_List] = []
+        self.skip = 0
+        self.quote = 0
+        self.pre: list[str] | None = None  # text of the open code block
+        # Whitespace and block breaks are owed, and settled only when content
+        # follows, so markup layout never leaves stray spaces or blank lines.
+        self.breaks = 0
+        self.space = False
+        self.marker = ""
+        self.at_line_start = True
+
+    def _settle(self) -> None:
+        if self.breaks and self.out.length:
+            self.out.append("\n" * self.breaks)
+            self.at_line_start = True
+        elif self.space and not self.at_line_start:
+            self.out.append(" ")
+        self.breaks = 0
+        self.space = False
+        if self.at_line_start and self.quote:
+            self.out.append("> " * self.quote)
+        if self.marker:
+            self.out.append(self.marker)
+            self.marker = ""
+        self.at_line_start = False
+        for entry in self.stack:
+            if entry.start is None:
+                entry.start = self.out.length
+
+    def _content(self, s: str) -> None:
+        self._settle()
+        self.out.append(s)
+
+    def _block(self, n: int) -> None:
+        if not self.marker:  # a paragraph right inside a list item stays on the marker's line
+            self.breaks = max(self.breaks, n)
+        self.space = False
+
+    def _newline(self) -> None:
+        if self.breaks and self.out.length:
+            self.out.append("\n" * self.breaks)
+        self.breaks = 0
+        self.space = False
+        self.out.append("\n")
+        self.at_line_start = True
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self.skip:
+            if tag in _SKIPPED:
+                self.skip += 1
+            return
+        if tag in _SKIPPED:
+            self.skip = 1
+            return
+        if self.pre is not None:
+            if tag == "br":
+                self.pre.append("\n")
+            return  # a code block is one span; its inner markup (code, highlighting) is dropped
+        if tag in _BLOCK_BREAKS:
+            self._block(_BLOCK_BREAKS[tag])
+        if tag == "br":
+            self._newline()
+        elif tag == "pre":
+            self.pre = []
+        elif tag == "blockquote":
+            self.quote += 1
+        elif tag in ("ul", "ol"):
+            self.lists.append(_List(tag == "ol", _start_number(attrs)))
+        elif tag == "li":
+            self._list_item()
+        elif tag == "img":
+            alt = dict(attrs).get("alt")
+            if alt:
+                self._text(alt)
+        elif tag not in _VOID:
+            self.stack.append(self._open(tag, dict(attrs)))
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+        if tag not in _VOID:
+            self.handle_endtag(tag)
+
+    def _open(self, tag: str, attrs: dict[str, str | None]) -> _Open:
+        if tag == "a":
+            href = (attrs.get("href") or "").strip()
+            target = mention_target(href, network=self.network, ghosts=self.ghosts)
+            if target is not None:
+                return _Open(tag, "mention", network=target[0], user=target[1])
+            if href.lower().startswith(_SAFE_SCHEMES):
+                return _Open(tag, "link", url=href)
+            return _Open(tag)
+        return _Open(tag, _INLINE.get(tag))
+
+    def _list_item(self) -> None:
+        marker = "- "
+        if self.lists and self.lists[-1].ordered:
+            marker = f"{self.lists[-1].number}. "
+            self.lists[-1].number += 1
+        self.marker = "  " * max(0, len(self.lists) - 1) + marker
+
+    def handle_endtag(self, tag: str) -> None:
+        if self.skip:
+            if tag in _SKIPPED:
+                self.skip -= 1
+            return
+        if self.pre is not None:
+            if tag == "pre":
+                self._close_pre()
+            return
+        if tag in _BLOCK_BREAKS:
+            self._block(_BLOCK_BREAKS[tag])
+        if tag == "blockquote" and self.quote:
+            self.quote -= 1
+        elif tag in ("ul", "ol") and self.lists:
+            self.lists.pop()
+        if not any(o.tag == tag for o in self.stack):
+            return  # a stray end tag closes nothing
+        while self.stack:
+            entry = self.stack.pop()
+            self._close(entry)
+            if entry.tag == tag:
+                break
+
+    def _close(self, entry: _Open) -> None:
+        if entry.kind is not None and entry.start is not None:
+            self.out.add_span(entry.kind, entry.start, url=entry.url, network=entry.network, user=entry.user)
+
+    def _close_pre(self) -> None:
+        # Element ends every code block with a newline that is not part of the code.
+        code = "".join(self.pre or ()).removesuffix("\n")
+        self.pre = None
+        if code:
+            self._block(2)
+            self._settle()
+            start = self.out.length
+            self.out.append(code)
+            self.out.add_span("pre", start)
+        self._block(2)
+
+    def handle_data(self, data: str) -> None:
+        if self.skip:
+            return
+        if self.pre is not None:
+            self.pre.append(data)
+            return
+        self._text(data)
+
+    def _text(self, data: str) -> None:
+        for i, word in enumerate(_SPACE.split(data)):
+            if i:
+                self.space = True
+            if word:
+                self._content(word)
+
+    def finish(self) -> Text:
+        if self.pre is not None:
+            self._close_pre()
+        while self.stack:
+            self._close(self.stack.pop())
+        text = self.out.build()
+        return text.slice(0, len(text.plain.rstrip()))
+
+
+def _start_number(attrs: list[tuple[str, str | None]]) -> int:
+    try:
+        return int(dict(attrs).get("start") or 1)
+    except ValueError:
+        return 1
+
+
+def render(text: Text, *, network: str, ghosts: Ghosts) -> tuple[str, str | None]:
+    """(body, formatted_body) for `text`; formatted_body is None when plain text says it all."""
+    if not text.spans:
+        return text.plain, None
+    return text.plain, _Renderer(network, ghosts).render(text)
+
+
+@dataclass
+class _Renderer:
+    network: str
+    ghosts: Ghosts
+    parts: list[str] = field(default_factory=list)
+    open: list[tuple[Span, str]] = field(default_factory=list)  # span and its closing tags
+
+    def render(self, text: Text) -> str:
+        segments = list(text.segments())
+        for i, (chunk, active) in enumerate(segments):
+            # Outer spans first, so nested spans close and reopen as little as possible.
+            wanted = sorted(active, key=lambda s: (s.start, -s.end, SPAN_ORDER.index(s.kind)))
+            keep = 0
+            while keep < min(len(wanted), len(self.open)) and self.open[keep][0] == wanted[keep]:
+                keep += 1
+            while len(self.open) > keep:
+                self.parts.append(self.open.pop()[1])
+            for span in wanted[keep:]:
+                opening, closing = self._tags(span)
+                self.parts.append(opening)
+                self.open.append((span, closing))
+            if any(s.kind == "pre" for s, _ in self.open):
+                self.parts.append(escape(chunk, quote=False))
+                continue
+            # A code block is a block: the blank lines around it in plain text are its margins.
+            if i > 0 and _has_pre(segments[i - 1][1]):
+                chunk = _strip_newlines(chunk, leading=True)
+            if i + 1 < len(segments) and _has_pre(segments[i + 1][1]):
+                chunk = _strip_newlines(chunk, leading=False)
+            self.parts.append(escape(chunk, quote=False).replace("\n", "<br>"))
+        while self.open:
+            self.parts.append(self.open.pop()[1])
+        return "".join(self.parts)
+
+    def _tags(self, span: Span) -> tuple[str, str]:
+        if span.kind == "mention":
+            try:
+                mxid = (
+                    span.user if span.network == self.network else self.ghosts.mxid(span.network, span.user)
+                )
+            except ValueError:
+                return "", ""
+            return f'<a href="https://matrix.to/#/{quote(mxid, safe="@:=/+")}">', "</a>"
+        if span.kind == "link":
+            if not span.url.lower().startswith(_SAFE_SCHEMES):
+                return "", ""
+            return f'<a href="{escape(span.url, quote=True)}">', "</a>"
+        if span.kind == "pre":
+            return "<pre><code>", "</code></pre>"
+        if span.kind == "code" and any(s.kind == "pre" for s, _ in self.open):
+            return "", ""
+        tag = _TAGS[span.kind]
+        return f"<{tag}>", f"</{tag}>"
+
+
+def _has_pre(spans: tuple[Span, ...]) -> bool:
+    return any(s.kind == "pre" for s in spans)
+
+
+def _strip_newlines(chunk: str, *, leading: bool) -> str:
+    for _ in range(2):
+        if leading and chunk.startswith("\n"):
+            chunk = chunk[1:]
+        elif not leading and chunk.endswith("\n"):
+            chunk = chunk[:-1]
+    return chunk
