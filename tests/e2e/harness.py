@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from nio import AsyncClient, AsyncClientConfig, MessageDirection, RoomCreateResponse, RoomPreset, RoomVisibility
+from nio import (
+    AsyncClient,
+    AsyncClientConfig,
+    MessageDirection,
+    RoomCreateResponse,
+    RoomPreset,
+    RoomVisibility,
+)
 
 from tests.servers.synapse import SynapseSession
 
@@ -30,7 +37,9 @@ def unique(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:8]}"
 
 
-def switchboard(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def switchboard(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """Run the switchboard command; return its result (never raises on exit codes)."""
     return subprocess.run(
         [sys.executable, "-m", "bridge.cli", *args],
@@ -65,7 +74,7 @@ class BridgeProcess:
     def start(self, timeout: float = 60) -> None:
         self.write()
         self.starts += 1
-        mark = f"bridge running"
+        mark = "bridge running"
         before = self.log_text().count(mark)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
@@ -139,8 +148,9 @@ class MatrixUser:
         assert isinstance(resp, RoomCreateResponse), resp
         return resp.room_id
 
-    async def send(self, room_id: str, body: str, html: str | None = None, msgtype: str = "m.text",
-                   **extra: Any) -> str:
+    async def send(
+        self, room_id: str, body: str, html: str | None = None, msgtype: str = "m.text", **extra: Any
+    ) -> str:
         assert self.client
         content: dict[str, Any] = {"msgtype": msgtype, "body": body, **extra}
         if html is not None:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.servers.ngircd import Ngircd
+from bridge.sandbox.ircd import Ngircd
 
 
 @pytest.fixture(scope="session")

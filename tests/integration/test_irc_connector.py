@@ -14,11 +14,11 @@ import pytest
 
 from bridge.connector import ConnectorContext, DeliveryError, load_connector
 from bridge.model import Event, Message, Outbound, Receipt, Sender
+from bridge.sandbox.ircd import Ngircd
 from bridge.text import Span, Text
 from connectors.irc import IrcConnector
 from connectors.irc.session import RegistrationError
 from tests.servers.ircclient import IrcClient
-from tests.servers.ngircd import Ngircd
 
 ALICE = Sender("matrix", "@alice:corp.test", "Alice Smith", "Alice Smith", "Matrix", "E1001")
 FAST = {"flood_burst": 1000, "flood_rate": 1000.0}

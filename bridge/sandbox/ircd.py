@@ -1,4 +1,4 @@
-"""A private ngircd on a free loopback port, for tests.
+"""A private IRC server on a free loopback port, for the tests and the demo.
 
 Usable as a context manager or through `start()`/`stop()`; `restart()` keeps
 the port so a connected client sees a real server restart. The process runs
@@ -8,14 +8,16 @@ in the foreground (`-n`) in its own session and is stopped by its PID.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.servers.ports import free_port, port_open, wait_until
-from tests.servers.tls import write_self_signed
+from bridge.sandbox.ports import free_port, port_open, wait_until
+from bridge.sandbox.tls import write_self_signed
 
 NGIRCD = "/usr/sbin/ngircd"
 
@@ -24,6 +26,7 @@ NGIRCD = "/usr/sbin/ngircd"
 class Ngircd:
     """One ngircd instance. `penalties=False` disables its flood penalties."""
 
+    kind = "ngircd"
     penalties: bool = False
     tls: bool = False  # then `port` speaks TLS only, with a self-signed certificate for 127.0.0.1
     server_name: str = "irc.switchboard.test"
@@ -140,3 +143,36 @@ class Ngircd:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@dataclass
+class MiniIrcd:
+    """miniircd (pure Python, from PyPI): the demo's IRC server where ngircd is not installed."""
+
+    host: str = "127.0.0.1"
+    port: int = field(default_factory=free_port)
+    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+
+    kind = "miniircd"
+
+    def start(self) -> None:
+        program = shutil.which("miniircd") or str(Path(sys.executable).with_name("miniircd"))
+        self._proc = subprocess.Popen(
+            [program, "--listen", self.host, "--ports", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        wait_until(lambda: port_open(self.port, self.host), 10, f"miniircd on port {self.port}")
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait(timeout=5)
+
+
+def start_irc_server() -> Ngircd | MiniIrcd:
+    """ngircd when installed (the tested server), else miniircd."""
+    server: Ngircd | MiniIrcd = Ngircd() if Path(NGIRCD).exists() else MiniIrcd()
+    server.start()
+    return server

@@ -1,0 +1,1 @@
+"""Local servers on free loopback ports: the demo sandbox and the test suite both run these."""
