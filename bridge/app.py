@@ -18,6 +18,7 @@ from bridge.config import Config
 from bridge.connector import Connector, ConnectorContext, load_connector
 from bridge.delivery import Delivery
 from bridge.directory import Directory
+from bridge.directory.ldap import LdapDirectory
 from bridge.directory.yaml import YamlDirectory
 from bridge.model import Portal
 from bridge.router import NetworkInfo, PortalIndex, Router
@@ -30,7 +31,7 @@ def make_directory(config: Config) -> Directory:
     opts = config.directory.options
     if config.directory.type == "yaml":
         return YamlDirectory(opts["path"], float(opts.get("refresh_seconds") or 60))
-    raise NotImplementedError(f"directory type {config.directory.type} is not available yet")
+    return LdapDirectory({k: v for k, v in opts.items() if v is not None})
 
 
 class Bridge:

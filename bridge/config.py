@@ -29,6 +29,7 @@ APPSERVICE_KEYS = {
     "as_token": Option(str, required=True),
     "hs_token": Option(str, required=True),
     "bot": Option(str, default="switchboard"),
+    "aliases": Option(list, default=[], help="regexes of room aliases the bridge may create"),
 }
 DIRECTORY_KEYS = {
     "type": Option(str, default="yaml"),
@@ -44,6 +45,10 @@ DIRECTORY_KEYS = {
     "group_base": Option(str),
     "disabled_filter": Option(str),
     "attributes": Option(dict),
+    "group_filter": Option(str, default="(objectClass=groupOfNames)"),
+    "negative_cache_seconds": Option((int, float), default=60),
+    "timeout_seconds": Option((int, float), default=10),
+    "tls_ca_file": Option(str),
 }
 ARCHIVE_KEYS = {
     "url": Option(str, default="sqlite:///switchboard-archive.db"),
@@ -244,7 +249,10 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
             loader.problem("directory.path", "is required for a yaml directory")
         else:
             directory["path"] = str(loader.resolve_path(directory["path"]))
-    elif directory["type"] != "ldap":
+    elif directory["type"] == "ldap":
+        if directory.get("tls_ca_file"):
+            directory["tls_ca_file"] = str(loader.resolve_path(directory["tls_ca_file"]))
+    else:
         loader.problem("directory.type", f"must be yaml or ldap, not '{directory['type']}'")
 
     archive = loader.section(data.get("archive"), "archive", ARCHIVE_KEYS)
