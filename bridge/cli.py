@@ -4,24 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
 
-from bridge.config import Config, ConfigError, load_config
+from bridge.archive.commands import add_archive_commands
+from bridge.clikit import EXIT_OK, EXIT_USAGE, UsageError, add_config_arg, load_or_fail
+from bridge.config import ConfigError
 from bridge.yamlsource import SourceError
-
-DEFAULT_CONFIG = "switchboard.yaml"
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
-
-
-class UsageError(Exception):
-    """Bad input from the user: one line on stderr, exit 2."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,9 +34,7 @@ def _parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(
             name, help=help, description=help, epilog=f"example:\n  {example}", formatter_class=fmt
         )
-        cmd.add_argument(
-            "-c", "--config", default=DEFAULT_CONFIG, help=f"config file (default ./{DEFAULT_CONFIG})"
-        )
+        add_config_arg(cmd)
         cmd.set_defaults(handler=handler)
         return cmd
 
@@ -68,38 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--dir", type=Path, help="where the sandbox keeps its files (default: a new temp dir)")
 
-    archive = sub.add_parser("archive", help="search and manage the archive", formatter_class=fmt)
-    archive_sub = archive.add_subparsers(dest="archive_command", metavar="ACTION", required=True)
-    search = archive_sub.add_parser(
-        "search",
-        help="find archived records",
-        description="Find archived records; filters combine with AND.",
-        epilog="examples:\n  switchboard archive search --text invoice --since 2026-01-01\n"
-        "  switchboard archive search --employee E1001 --network irc --format json",
-        formatter_class=fmt,
-    )
-    search.add_argument(
-        "-c", "--config", default=DEFAULT_CONFIG, help=f"config file (default ./{DEFAULT_CONFIG})"
-    )
-    search.add_argument("--text", help="words in the message text (case-insensitive)")
-    search.add_argument("--employee", help="employee id, e.g. E1001")
-    search.add_argument("--network", help="network name from the config, e.g. irc")
-    search.add_argument("--portal", help="bridged room id from the config, e.g. trading")
-    search.add_argument("--since", help="from this time on (ISO date or time, UTC)")
-    search.add_argument("--until", help="before this time (ISO date or time, UTC)")
-    search.add_argument("--kind", action="append", default=[], help="record kind; repeat for several")
-    search.add_argument("--flag", help="records flagged by this rule")
-    search.add_argument("--limit", type=int, help="at most this many records")
-    search.add_argument("--format", choices=("table", "json"), default="table", help="output format")
-    search.set_defaults(handler=_archive_search)
+    add_archive_commands(sub)
     return p
-
-
-def _load(args: argparse.Namespace) -> Config:
-    try:
-        return load_config(args.config)
-    except SourceError as exc:
-        raise UsageError(str(exc)) from None
 
 
 def _setup_logging(level: str) -> None:
@@ -113,7 +74,7 @@ def _setup_logging(level: str) -> None:
 def _run(args: argparse.Namespace) -> int:
     from bridge.app import run_bridge
 
-    config = _load(args)
+    config = load_or_fail(args)
     _setup_logging(config.log_level)
     asyncio.run(run_bridge(config))
     return EXIT_OK
@@ -122,7 +83,7 @@ def _run(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from bridge.directory.yaml import load_people
 
-    config = _load(args)
+    config = load_or_fail(args)
     people = 0
     if config.directory.type == "yaml":
         try:
@@ -139,7 +100,7 @@ def _check(args: argparse.Namespace) -> int:
 def _registration(args: argparse.Namespace) -> int:
     from bridge.connector import load_connector
 
-    config = _load(args)
+    config = load_or_fail(args)
     cls = load_connector(config.matrix.type)
     registration = getattr(cls, "registration", None)
     if registration is None:
@@ -152,58 +113,6 @@ def _demo(args: argparse.Namespace) -> int:
     from bridge.demo import run_demo
 
     return run_demo(args.dir)
-
-
-def _when(text: str | None, flag: str) -> str | None:
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError(
-            f"{flag}: '{text}' is not an ISO date or time, e.g. 2026-11-01 or 2026-11-01T09:30"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    from bridge.codec import timestamp
-
-    return timestamp(moment)
-
-
-def _archive_search(args: argparse.Namespace) -> int:
-    from bridge.archive.search import Filters, search
-    from bridge.archive.store import ArchiveStore
-
-    config = _load(args)
-    filters = Filters(
-        text=args.text,
-        employee=args.employee,
-        network=args.network,
-        portal=args.portal,
-        since=_when(args.since, "--since"),
-        until=_when(args.until, "--until"),
-        kinds=tuple(args.kind),
-        flag=args.flag,
-        limit=args.limit,
-    )
-    url = config.archive.url
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).exists():
-        raise UsageError(f"archive {url} does not exist yet: run the bridge first, or check archive.url")
-    store = ArchiveStore(url)
-    try:
-        for record in search(store.engine, filters):
-            if args.format == "json":
-                print(json.dumps(record, ensure_ascii=False))
-            else:
-                who = record["name"] or record["sender"]
-                text = (record["text"] or "").replace("\n", " ")
-                print(
-                    f"{record['seq']:>7} {record['occurred_at'][:19]} {record['kind']:<12} "
-                    f"{record['network']:<8} {record['portal']:<12} {who}: {text}"
-                )
-    finally:
-        store.close()
-    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -219,6 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return EXIT_OK
 
 
 if __name__ == "__main__":
