@@ -15,7 +15,7 @@ import signal
 from bridge.archive import ArchiveState, AsyncArchive
 from bridge.archive.store import ArchiveStore
 from bridge.config import Config
-from bridge.connector import Connector, ConnectorContext, load_connector
+from bridge.connector import Backoff, Connector, ConnectorContext, load_connector
 from bridge.delivery import Delivery
 from bridge.directory import Directory
 from bridge.directory.ldap import LdapDirectory
@@ -25,6 +25,10 @@ from bridge.router import NetworkInfo, PortalIndex, Router
 from bridge.secrets import install_redaction, secret_values
 
 log = logging.getLogger("switchboard")
+
+
+class StartupError(Exception):
+    """The bridge cannot start; the message says which part and why, in one line."""
 
 
 def make_directory(config: Config) -> Directory:
@@ -44,11 +48,15 @@ class Bridge:
         self.portals = PortalIndex()
         self.delivery = Delivery(self.archive, self.connectors)
         self.router: Router | None = None
+        self._joiners: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         install_redaction(secret_values(self.config))
         await self.archive.call(self.store.migrate)
-        await self.directory.start()
+        try:
+            await self.directory.start()
+        except Exception as exc:
+            raise StartupError(f"directory: {exc}") from exc
         infos: dict[str, NetworkInfo] = {}
         for name, net in self.config.networks.items():
             cls = load_connector(net.type)
@@ -65,26 +73,49 @@ class Bridge:
             self._notify,
         )
         for name, connector in self.connectors.items():
-            await connector.start(self.router)
+            try:
+                await connector.start(self.router)
+            except Exception as exc:
+                raise StartupError(f"{name}: cannot connect: {exc}") from exc
             log.info("%s connected", name)
         for room in self.config.rooms:
-            links = []
+            self.portals.add(Portal(room.id, ()))
             for network, native in room.rooms:
-                try:
-                    links.append((network, await self.connectors[network].join(native)))
-                except Exception as exc:  # one bad room must not stop the others
-                    log.error("room %s: cannot join %s on %s: %s", room.id, native, network, exc)
-            self.portals.add(Portal(room.id, tuple(links)))
+                if not await self._join(room.id, network, native):
+                    task = asyncio.create_task(self._keep_joining(room.id, network, native))
+                    self._joiners.add(task)
+                    task.add_done_callback(self._joiners.discard)
         resumed = await self.delivery.resume()
         if resumed:
             log.info("resuming %d undelivered messages", resumed)
         self.router.ready.set()
         log.info("bridge running: %d rooms, %d networks", len(self.config.rooms), len(self.connectors))
 
+    async def _join(self, portal_id: str, network: str, native: str) -> bool:
+        try:
+            room = await self.connectors[network].join(native)
+        except Exception as exc:  # one bad room must not stop the others
+            log.error("room %s: cannot join %s on %s: %s; will keep trying", portal_id, native, network, exc)
+            return False
+        portal = self.portals.portals[portal_id]
+        self.portals.add(Portal(portal_id, (*portal.rooms, (network, room))))
+        return True
+
+    async def _keep_joining(self, portal_id: str, network: str, native: str) -> None:
+        """A room that could not be joined at start is retried, so fixing it needs no restart."""
+        backoff = Backoff(initial=5.0, maximum=300.0)
+        while True:
+            await asyncio.sleep(backoff.next_delay())
+            if await self._join(portal_id, network, native):
+                log.info("room %s: joined %s on %s", portal_id, native, network)
+                return
+
     async def _notify(self, network: str, room: str, user: str, text: str) -> None:
         await self.connectors[network].notify(room, user, text)
 
     async def stop(self) -> None:
+        for task in self._joiners:
+            task.cancel()
         for connector in self.connectors.values():
             with contextlib.suppress(Exception):
                 await connector.stop()

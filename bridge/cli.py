@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from bridge.archive.commands import add_archive_commands
-from bridge.clikit import EXIT_OK, EXIT_USAGE, UsageError, add_config_arg, load_or_fail
+from bridge.clikit import EXIT_FAIL, EXIT_OK, EXIT_USAGE, UsageError, add_config_arg, load_or_fail
 from bridge.config import ConfigError
 from bridge.yamlsource import SourceError
 
@@ -69,14 +69,19 @@ def _setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # migration chatter on every start
 
 
 def _run(args: argparse.Namespace) -> int:
-    from bridge.app import run_bridge
+    from bridge.app import StartupError, run_bridge
 
     config = load_or_fail(args)
     _setup_logging(config.log_level)
-    asyncio.run(run_bridge(config))
+    try:
+        asyncio.run(run_bridge(config))
+    except StartupError as exc:
+        print(f"switchboard: cannot start: {exc}", file=sys.stderr)
+        return EXIT_FAIL
     return EXIT_OK
 
 

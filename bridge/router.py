@@ -51,6 +51,7 @@ class PortalIndex:
         self.portals: dict[str, Portal] = {}
 
     def add(self, portal: Portal) -> None:
+        """Add a portal, or replace it when one more of its rooms was joined."""
         self.portals[portal.id] = portal
         for network, room in portal.rooms:
             self._by_room[(network, room)] = portal

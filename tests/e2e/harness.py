@@ -33,6 +33,48 @@ from nio import (
 from tests.servers.synapse import SynapseSession
 
 
+def irc_matrix_config(
+    synapse: SynapseSession, irc_port: int, alias: str, channel: str, relay: str, archive_url: str
+) -> dict[str, Any]:
+    """A bridge config linking one Matrix room to one IRC channel, as an admin writes it."""
+    return {
+        "matrix": synapse.matrix_options(),
+        "networks": {
+            "irc": {
+                "type": "irc",
+                "host": "127.0.0.1",
+                "port": irc_port,
+                "nick": relay,
+                "flood_burst": 50,
+                "flood_rate": 50.0,
+            }
+        },
+        "directory": {"type": "yaml", "path": "directory.yaml", "unmapped": "deny"},
+        "archive": {"url": archive_url},
+        "rooms": [{"id": "trading", "matrix": f"#{alias}:{synapse.server_name}", "irc": channel}],
+    }
+
+
+def alice_and_bob(alice_mxid: str, bob_nick: str) -> dict[str, Any]:
+    """The directory of the end-to-end tests: Alice on Matrix, Bob on IRC."""
+    return {
+        "people": [
+            {
+                "employee_id": "E1001",
+                "name": "Alice Smith",
+                "department": "Trading",
+                "handles": {"matrix": alice_mxid},
+            },
+            {
+                "employee_id": "E1002",
+                "name": "Bob Jones",
+                "department": "Sales",
+                "handles": {"irc": bob_nick},
+            },
+        ]
+    }
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:8]}"
 

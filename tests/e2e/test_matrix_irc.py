@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 
 from bridge.sandbox.ircd import Ngircd
-from tests.e2e.harness import BridgeProcess, MatrixUser, unique
+from tests.e2e.harness import BridgeProcess, MatrixUser, alice_and_bob, irc_matrix_config, unique
 from tests.servers.ircclient import IrcClient, Line
 from tests.servers.synapse import SynapseSession
 
@@ -85,38 +85,8 @@ async def world(
     bob = await IrcClient("127.0.0.1", ircd.port, unique("bob")).connect()
     await bob.join(channel)
     relay = unique("sb")
-    directory = {
-        "people": [
-            {
-                "employee_id": "E1001",
-                "name": "Alice Smith",
-                "department": "Trading",
-                "handles": {"matrix": alice.user_id},
-            },
-            {
-                "employee_id": "E1002",
-                "name": "Bob Jones",
-                "department": "Sales",
-                "handles": {"irc": bob.nick},
-            },
-        ]
-    }
-    config = {
-        "matrix": synapse.matrix_options(),
-        "networks": {
-            "irc": {
-                "type": "irc",
-                "host": "127.0.0.1",
-                "port": ircd.port,
-                "nick": relay,
-                "flood_burst": 50,
-                "flood_rate": 50.0,
-            }
-        },
-        "directory": {"type": "yaml", "path": "directory.yaml", "unmapped": "deny"},
-        "archive": {"url": "sqlite:///archive.db"},
-        "rooms": [{"id": "trading", "matrix": f"#{alias}:{synapse.server_name}", "irc": channel}],
-    }
+    directory = alice_and_bob(alice.user_id, bob.nick)
+    config = irc_matrix_config(synapse, ircd.port, alias, channel, relay, "sqlite:///archive.db")
     bridge = BridgeProcess(tmp_path_factory.mktemp("bridge"), config, directory)
     await asyncio.to_thread(bridge.start)
     await bob.wait_for(lambda line: line.command == "JOIN" and line.nick == relay, TIMEOUT, "relay joins")
