@@ -68,7 +68,7 @@ class Bridge:
             self.directory,
             self.portals,
             infos,
-            self.config.directory.unmapped,
+            self.config.policy,
             self.delivery.enqueue,
             self._notify,
         )

@@ -92,9 +92,21 @@ def _check(args: argparse.Namespace) -> int:
     people = 0
     if config.directory.type == "yaml":
         try:
-            people = len(load_people(config.directory.options["path"]))
+            everyone = load_people(config.directory.options["path"])
         except SourceError as exc:
             raise UsageError(str(exc)) from None
+        people = len(everyone)
+        known = set().union(*(p.groups for p in everyone))
+        unknown = [
+            config.source.error(
+                path,
+                f"unknown group '{group}' (groups in the directory: {', '.join(sorted(known)) or 'none'})",
+            )
+            for path, group in config.group_refs
+            if group not in known and config.source
+        ]
+        if unknown:
+            raise ConfigError(unknown)
     others = ", ".join(n for n in config.networks if n != "matrix") or "none"
     print(
         f"{config.file}: ok — {len(config.rooms)} rooms, networks: matrix, {others}; directory: {people} people"

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from bridge.connector import Connector, Option, load_connector
+from bridge.detectors import DETECTORS
+from bridge.policy import NetworkPolicy, PolicySet, RoomPolicy, Rule
 from bridge.yamlsource import Located, SourceError, join_path, load_located
 
 MATRIX = "matrix"
@@ -113,9 +115,13 @@ class Config:
     networks: Mapping[str, NetworkConfig]  # includes the Matrix side, under "matrix"
     directory: DirectoryConfig
     archive: ArchiveConfig
-    policy: Mapping[str, Any]
+    policy: PolicySet
     rooms: tuple[RoomConfig, ...]
     log_level: str = "INFO"
+    # (key path, group name) of every group the policy names, for `check` to test
+    # against the directory; and the parsed file, to report those with their line.
+    group_refs: tuple[tuple[str, str], ...] = ()
+    source: Located | None = None
 
     @property
     def matrix(self) -> NetworkConfig:
@@ -263,6 +269,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     policy = loader.section(data.get("policy"), "policy", POLICY_KEYS)
     declared = {MATRIX, *map(str, raw_networks)}
     rooms = _rooms(loader, data.get("rooms"), networks, classes, declared)
+    policy_set, group_refs = _policy(loader, policy, rooms, declared, directory["unmapped"])
 
     if loader.problems:
         raise ConfigError(loader.problems)
@@ -277,9 +284,11 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
             checkpoint_seconds=float(archive["checkpoint_seconds"]),
             retention=archive["retention"] or {},
         ),
-        policy=policy,
+        policy=policy_set,
         rooms=rooms,
         log_level=str((data.get("logging") or {}).get("level", "INFO")).upper(),
+        group_refs=tuple(group_refs),
+        source=located,
     )
 
 
@@ -400,3 +409,139 @@ def _rooms(
             policy = {}
         rooms.append(RoomConfig(room_id, tuple(links), policy))
     return tuple(rooms)
+
+
+NETWORK_POLICY_KEYS = {
+    "allow_groups": Option(list, help="only members of these groups are bridged to this network"),
+    "deny_groups": Option(list, default=[], help="members of these groups are never bridged to it"),
+    "files": Option(str, help="allow or block files to and from this network"),
+    "max_file_mb": Option((int, float), help="largest file relayed, in MB"),
+}
+ROOM_POLICY_KEYS = {
+    **NETWORK_POLICY_KEYS,
+    "rules": Option(list, help="names of the data-loss rules applied here"),
+}
+RULE_KEYS = {
+    "name": Option(str, required=True),
+    "action": Option(str, default="flag"),
+    "networks": Option(list),
+    "detector": Option(str),
+    "keywords": Option(list, default=[]),
+    "regex": Option(str),
+}
+
+
+def _network_policy(
+    loader: _Loader, data: Any, path: str, schema: Mapping[str, Option], refs: list[tuple[str, str]]
+) -> dict[str, Any]:
+    section = loader.section(data, path, schema)
+    for key in ("allow_groups", "deny_groups"):
+        for i, group in enumerate(section.get(key) or []):
+            refs.append((join_path(join_path(path, key), i), str(group)))
+    if section.get("files") not in (None, "allow", "block"):
+        loader.problem(join_path(path, "files"), f"must be allow or block, not '{section['files']}'")
+    return section
+
+
+def _as_network_policy(section: Mapping[str, Any]) -> NetworkPolicy:
+    allow = section.get("allow_groups")
+    return NetworkPolicy(
+        allow_groups=frozenset(map(str, allow)) if allow is not None else None,
+        deny_groups=frozenset(map(str, section.get("deny_groups") or [])),
+        files=section.get("files") if section.get("files") in ("allow", "block") else None,
+        max_file_mb=float(section["max_file_mb"]) if section.get("max_file_mb") is not None else None,
+    )
+
+
+def _policy(
+    loader: _Loader, policy: dict, rooms: tuple[RoomConfig, ...], declared: set[str], unmapped: str
+) -> tuple[PolicySet, list[tuple[str, str]]]:
+    refs: list[tuple[str, str]] = []
+    networks: dict[str, NetworkPolicy] = {}
+    for name, section in (policy.get("networks") or {}).items():
+        path = join_path("policy.networks", str(name))
+        if name not in declared:
+            loader.problem(
+                path, f"unknown network '{name}' (networks defined: {', '.join(sorted(declared))})"
+            )
+            continue
+        networks[str(name)] = _as_network_policy(
+            _network_policy(loader, section, path, NETWORK_POLICY_KEYS, refs)
+        )
+
+    rules: list[Rule] = []
+    for i, raw in enumerate(policy.get("rules") or []):
+        path = join_path("policy.rules", i)
+        rule = _rule(loader, raw, path, declared, {r.name for r in rules})
+        if rule:
+            rules.append(rule)
+
+    room_policies: dict[str, RoomPolicy] = {}
+    names = {r.name for r in rules}
+    for i, room in enumerate(rooms):
+        if not room.policy:
+            continue
+        path = join_path(join_path("rooms", i), "policy")
+        section = _network_policy(loader, dict(room.policy), path, ROOM_POLICY_KEYS, refs)
+        chosen = section.get("rules")
+        for j, name in enumerate(chosen or []):
+            if name not in names:
+                known = ", ".join(sorted(names)) or "none defined"
+                loader.problem(
+                    join_path(join_path(path, "rules"), j), f"unknown rule '{name}' (rules: {known})"
+                )
+        room_policies[room.id] = RoomPolicy(
+            overrides=_as_network_policy(section),
+            rules=frozenset(map(str, chosen)) if chosen is not None else None,
+        )
+    return (
+        PolicySet(
+            unmapped="relay" if unmapped == "relay" else "deny",
+            notice=policy.get("notice"),
+            networks=networks,
+            rooms=room_policies,
+            rules=tuple(rules),
+        ),
+        refs,
+    )
+
+
+def _rule(loader: _Loader, raw: Any, path: str, declared: set[str], taken: set[str]) -> Rule | None:
+    section = loader.section(raw, path, RULE_KEYS)
+    name = section.get("name")
+    before = len(loader.problems)
+    if name in taken:
+        loader.problem(join_path(path, "name"), f"another rule is already named '{name}'")
+    if section["action"] not in ("block", "flag"):
+        loader.problem(join_path(path, "action"), f"must be block or flag, not '{section['action']}'")
+    detector = None
+    if section.get("detector") is not None:
+        detector = DETECTORS.get(section["detector"])
+        if detector is None:
+            known = ", ".join(sorted(DETECTORS))
+            loader.problem(
+                join_path(path, "detector"), f"unknown detector '{section['detector']}' (known: {known})"
+            )
+    pattern = None
+    if section.get("regex") is not None:
+        try:
+            pattern = re.compile(section["regex"])
+        except re.error as exc:
+            loader.problem(join_path(path, "regex"), f"invalid regular expression: {exc}")
+    keywords = tuple(str(k) for k in section.get("keywords") or [])
+    if detector is None and pattern is None and not keywords and len(loader.problems) == before:
+        loader.problem(path, "needs a detector, keywords or a regex to match")
+    for j, net in enumerate(section.get("networks") or []):
+        if net not in declared:
+            loader.problem(join_path(join_path(path, "networks"), j), f"unknown network '{net}'")
+    if len(loader.problems) > before or not isinstance(name, str):
+        return None
+    networks = section.get("networks")
+    return Rule(
+        name=name,
+        action=section["action"],
+        networks=frozenset(map(str, networks)) if networks is not None else None,
+        keywords=keywords,
+        pattern=pattern,
+        detector=detector,
+    )

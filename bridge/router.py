@@ -20,7 +20,7 @@ from bridge.connector import Capabilities
 from bridge.directory import Directory
 from bridge.model import Delete, Edit, Event, Identity, Message, Portal, Receipt
 from bridge.names import GHOST_TEMPLATE, RELAY_TEMPLATE, sender_for
-from bridge.policy import Decision, decide
+from bridge.policy import Decision, PolicySet, decide
 from bridge.text import Text
 
 log = logging.getLogger("switchboard.router")
@@ -67,7 +67,7 @@ class Router:
         directory: Directory,
         portals: PortalIndex,
         networks: Mapping[str, NetworkInfo],
-        unmapped: str,
+        policy: PolicySet,
         enqueue: Enqueue,
         notify: Notify,
     ) -> None:
@@ -75,7 +75,7 @@ class Router:
         self.directory = directory
         self.portals = portals
         self.networks = networks
-        self.unmapped = unmapped
+        self.policy = policy
         self.enqueue = enqueue
         self.notify = notify
         self.ready = asyncio.Event()
@@ -88,14 +88,16 @@ class Router:
         if portal is None:
             return Receipt("ignored", reason="room is not bridged")
         identity = await self.directory.lookup(event.network, event.sender.native_id)
-        decision = decide(identity, self.unmapped, portal, event)
+        destinations = tuple(n for n in portal.networks if n != event.network and n in self.networks)
+        decision = decide(self.policy, identity, portal, event, destinations)
         draft = self._record(event, portal, identity, decision)
-        deliveries = [] if decision.blocked else self._deliveries(event, portal, identity)
+        deliveries = [] if decision.blocked else self._deliveries(event, portal, identity, decision)
         appended = await self.archive.call(self.archive.store.append, draft, deliveries)
         if appended is None:
             return Receipt("duplicate")
-        if decision.blocked:
+        if decision.blocked or decision.withheld:
             self._tell_sender(event, decision)
+        if decision.blocked:
             return Receipt("blocked", appended.seq, decision.reason)
         self.enqueue(appended.outbox)
         return Receipt("archived", appended.seq)
@@ -120,6 +122,11 @@ class Router:
         )
         if decision.blocked:
             draft.attrs["event_kind"] = kind
+        elif decision.withheld:
+            draft.attrs["withheld"] = {net: r.rule for net, r in decision.withheld.items()}
+            first = next(iter(decision.withheld.values()))
+            draft.rule = first.rule
+            draft.reason = f"withheld from {', '.join(decision.withheld)}: {first.reason}"
         if isinstance(event, Message | Edit):
             content: dict = {"text": text_to_json(event.text)}
             if isinstance(event, Message):
@@ -136,11 +143,13 @@ class Router:
             draft.attrs["target_native_id"] = event.target_native_id
         return draft
 
-    def _deliveries(self, event: Event, portal: Portal, identity: Identity | None) -> list[OutboxDraft]:
+    def _deliveries(
+        self, event: Event, portal: Portal, identity: Identity | None, decision: Decision
+    ) -> list[OutboxDraft]:
         source = self.networks[event.network]
         out = []
         for network, room in portal.rooms:
-            if network == event.network or network not in self.networks:
+            if network == event.network or network not in self.networks or network in decision.withheld:
                 continue
             dest = self.networks[network]
             if isinstance(event, Delete) and not dest.capabilities.deletes:
@@ -191,7 +200,14 @@ class Router:
         return text
 
     def _tell_sender(self, event: Event, decision: Decision) -> None:
-        message = f"Your message was not relayed: {decision.reason}."
+        if decision.blocked:
+            message = f"Your message was not relayed: {decision.reason}."
+        else:
+            message = (
+                "Your message was not relayed to "
+                + "; ".join(f"{net} ({r.reason})" for net, r in decision.withheld.items())
+                + "."
+            )
         task = asyncio.create_task(self._notify(event, message))
         self._notices.add(task)
         task.add_done_callback(self._notices.discard)

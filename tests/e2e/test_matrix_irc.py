@@ -92,6 +92,7 @@ async def world(
     await bob.wait_for(lambda line: line.command == "JOIN" and line.nick == relay, TIMEOUT, "relay joins")
     world = World(bridge, alice, bob, ircd, room_id, channel, relay, synapse)
     yield world
+    print(bridge.log_tail(80))  # shown by pytest only when a test failed
     await asyncio.to_thread(bridge.stop)
     await world.bob.close()
     await alice.close()

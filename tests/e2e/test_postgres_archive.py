@@ -73,6 +73,7 @@ async def test_relay_both_ways_archived_once_on_postgres(
                 == 1
             )
         finally:
+            print(bridge.log_tail(80))  # shown by pytest only when the test failed
             await asyncio.to_thread(bridge.stop)
             await bob.close()
             await alice.close()

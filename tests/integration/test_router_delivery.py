@@ -17,6 +17,7 @@ from bridge.connector import Capabilities, Connector, ConnectorContext, Delivery
 from bridge.delivery import Delivery
 from bridge.directory.yaml import YamlDirectory
 from bridge.model import Delete, Edit, Message, Outbound, Portal, RemoteUser
+from bridge.policy import PolicySet
 from bridge.router import NetworkInfo, PortalIndex, Router
 from bridge.text import Span, Text
 
@@ -69,7 +70,9 @@ async def _setup(tmp_path: Path, archive_url: str, unmapped: str = "deny", irc_f
     async def notify(network: str, room: str, user: str, text: str) -> None:
         await connectors[network].notify(room, user, text)
 
-    router = Router(archive, directory, portals, infos, unmapped, delivery.enqueue, notify)
+    router = Router(
+        archive, directory, portals, infos, PolicySet(unmapped=unmapped), delivery.enqueue, notify
+    )
     router.ready.set()
     return router, delivery, connectors, archive
 

@@ -116,3 +116,60 @@ def test_durations() -> None:
     assert parse_duration("0d") == 0
     with pytest.raises(ValueError):
         parse_duration("7 years")
+
+
+POLICY = """\
+policy:
+  notice: "This conversation is archived for compliance."
+  networks:
+    irc: {allow_groups: [traders], files: block}
+  rules:
+    - {name: card-numbers, detector: card_number, action: block, networks: [irc]}
+    - {name: promises, keywords: [guarantee, risk-free], action: flag}
+    - {name: tickers, regex: '\\$[A-Z]{1,5}\\b', action: flag}
+"""
+
+
+def test_policy_section_is_typed(tmp_path: Path, capsys, monkeypatch) -> None:
+    text = GOOD + POLICY
+    (tmp_path / "directory.yaml").write_text("people: []\n")
+    code, err = _check(tmp_path, text, capsys, monkeypatch)
+    # The empty directory has no group 'traders': check says so, naming the key.
+    assert code == 2 and len(err) == 1
+    assert ":30: policy.networks.irc.allow_groups[0]: unknown group 'traders'" in err[0]
+    config = load_config(tmp_path / "switchboard.yaml")
+    assert [r.name for r in config.policy.rules] == ["card-numbers", "promises", "tickers"]
+    assert config.policy.rules[2].matches("buy $ACME now") and not config.policy.rules[2].matches("$acme")
+    assert config.policy.networks["irc"].files == "block"
+    assert config.policy.notice == "This conversation is archived for compliance."
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "words"),
+    [
+        (
+            ("regex: '\\$[A-Z]{1,5}\\b'", "regex: '([a-z'"),
+            "policy.rules[2].regex",
+            "invalid regular expression",
+        ),
+        (("detector: card_number", "detector: iban"), "policy.rules[0].detector", "unknown detector 'iban'"),
+        (("action: block", "action: shred"), "policy.rules[0].action", "must be block or flag"),
+        (("networks: [irc]}", "networks: [aol]}"), "policy.rules[0].networks[0]", "unknown network 'aol'"),
+        (("    irc: {allow", "    aol: {allow"), "policy.networks.aol", "unknown network 'aol'"),
+        (("files: block}", "files: maybe}"), "policy.networks.irc.files", "must be allow or block"),
+        (
+            ('    irc: "#trading"\n', '    irc: "#trading"\n    policy: {rules: [nonesuch]}\n'),
+            "rooms[0].policy.rules[0]",
+            "unknown rule 'nonesuch'",
+        ),
+    ],
+)
+def test_policy_problems(
+    tmp_path: Path, capsys, monkeypatch, change: tuple[str, str], key: str, words: str
+) -> None:
+    text = GOOD + POLICY
+    assert change[0] in text
+    code, err = _check(tmp_path, text.replace(change[0], change[1], 1), capsys, monkeypatch)
+    assert code == 2
+    mine = [e for e in err if f": {key}: " in e]
+    assert len(mine) == 1 and words in mine[0], err

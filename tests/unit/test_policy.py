@@ -1,22 +1,51 @@
-"""Policy decisions for unknown, disabled and known senders."""
+"""Policy decisions: who may be bridged where, files, data-loss rules, unknown and disabled senders."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pytest
 
-from bridge.model import Identity, Message, Portal, RemoteUser
-from bridge.policy import decide
+from bridge.detectors import card_number, luhn_ok
+from bridge.model import Attachment, Identity, Message, Portal, RemoteUser
+from bridge.policy import NetworkPolicy, PolicySet, RoomPolicy, Rule, decide
 from bridge.text import Text
 
-PORTAL = Portal("trading", (("matrix", "!r:corp.test"), ("irc", "#trading")))
-EVENT = Message("irc", "#trading", "x1", RemoteUser("irc", "stud_broker"), Text.of("hi"), datetime.now(UTC))
+PORTAL = Portal("trading", (("matrix", "!r:corp.test"), ("slack", "C1"), ("irc", "#trading")))
+ALICE = Identity("E1001", "Alice Smith", "Trading", frozenset({"trading"}))
+SAM = Identity("E1004", "Sam Seller", "Sales", frozenset({"sales"}))
+RULES = (
+    Rule("card-numbers", "block", frozenset({"slack", "irc"}), detector=card_number),
+    Rule("promises", "flag", keywords=("guarantee", "risk-free")),
+    Rule("tickers", "flag", pattern=re.compile(r"\$[A-Z]{1,5}\b")),
+)
+
+
+def _msg(network: str, sender: str, text: str, attachments: tuple[Attachment, ...] = ()) -> Message:
+    room = PORTAL.room(network) or ""
+    return Message(
+        network,
+        room,
+        "x",
+        RemoteUser(network, sender),
+        Text.of(text),
+        datetime.now(UTC),
+        attachments=attachments,
+    )
+
+
+def _others(network: str) -> tuple[str, ...]:
+    return tuple(n for n in PORTAL.networks if n != network)
+
+
+def _decide(policy: PolicySet, who: Identity | None, event: Message):
+    return decide(policy, who, PORTAL, event, _others(event.network))
 
 
 @pytest.mark.parametrize("mode", ["deny", "relay"])
 def test_unmapped_sender(mode: str) -> None:
-    decision = decide(None, mode, PORTAL, EVENT)
+    decision = _decide(PolicySet(unmapped=mode), None, _msg("irc", "stud_broker", "hi"))
     if mode == "deny":
         assert decision.blocked and decision.rule == "unmapped"
         assert "stud_broker" in decision.reason
@@ -27,10 +56,92 @@ def test_unmapped_sender(mode: str) -> None:
 def test_disabled_person_is_refused_whatever_unmapped_says() -> None:
     carol = Identity("E1003", "Carol White", enabled=False)
     for mode in ("deny", "relay"):
-        decision = decide(carol, mode, PORTAL, EVENT)
+        decision = _decide(PolicySet(unmapped=mode), carol, _msg("irc", "carol", "hi"))
         assert decision.blocked and decision.rule == "disabled"
 
 
 def test_known_enabled_person_is_relayed_unflagged() -> None:
-    decision = decide(Identity("E1001", "Alice Smith"), "deny", PORTAL, EVENT)
-    assert not decision.blocked and decision.flags == ()
+    decision = _decide(PolicySet(), ALICE, _msg("irc", "alice", "hi"))
+    assert not decision.blocked and decision.flags == () and decision.withheld == {}
+
+
+def test_allow_groups_restricts_a_destination_and_the_network_itself() -> None:
+    policy = PolicySet(networks={"slack": NetworkPolicy(allow_groups=frozenset({"sales"}))})
+    from_matrix = _decide(policy, ALICE, _msg("matrix", "@alice:corp.test", "hi"))
+    assert not from_matrix.blocked and set(from_matrix.withheld) == {"slack"}
+    assert from_matrix.withheld["slack"].rule == "groups:slack"
+    assert _decide(policy, SAM, _msg("matrix", "@sam:corp.test", "hi")).withheld == {}
+    # Alice may not use Slack at all: her Slack message goes nowhere.
+    from_slack = _decide(policy, ALICE, _msg("slack", "U1", "hi"))
+    assert from_slack.blocked and from_slack.rule == "groups:slack"
+
+
+def test_deny_groups_and_room_overrides() -> None:
+    policy = PolicySet(
+        networks={"irc": NetworkPolicy(deny_groups=frozenset({"trading"}))},
+        rooms={"trading": RoomPolicy(NetworkPolicy(allow_groups=frozenset({"trading", "sales"})))},
+    )
+    decision = _decide(policy, ALICE, _msg("matrix", "@alice:corp.test", "hi"))
+    assert set(decision.withheld) == {"irc"} and "trading" in decision.withheld["irc"].reason
+    outsider = Identity("E9", "Out Sider", groups=frozenset({"ops"}))
+    assert _decide(policy, outsider, _msg("matrix", "@o:corp.test", "hi")).blocked
+
+
+def test_files_blocked_on_a_network_both_ways_and_size_limit() -> None:
+    pdf = Attachment("deal.pdf", "application/pdf", 3 * 1024 * 1024, "ab" * 32)
+    policy = PolicySet(networks={"irc": NetworkPolicy(files="block"), "slack": NetworkPolicy(max_file_mb=2)})
+    to_all = _decide(policy, ALICE, _msg("matrix", "@alice:corp.test", "see", (pdf,)))
+    assert set(to_all.withheld) == {"irc", "slack"} and to_all.blocked  # nowhere left to go
+    assert to_all.withheld["slack"].rule == "files:slack" and "2 MB" in to_all.withheld["slack"].reason
+    from_irc = _decide(policy, ALICE, _msg("irc", "alice", "see", (pdf,)))
+    assert from_irc.blocked and from_irc.rule == "files:irc"
+    room_allows = PolicySet(
+        networks={"irc": NetworkPolicy(files="block")},
+        rooms={"trading": RoomPolicy(NetworkPolicy(files="allow"))},
+    )
+    assert _decide(room_allows, ALICE, _msg("irc", "alice", "see", (pdf,))).withheld == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("4111 1111 1111 1111", True),
+        ("card 4111-1111-1111-1111 thanks", True),
+        ("4111111111111111", True),
+        ("4111 1111 1111 1112", False),  # fails Luhn
+        ("order 1234 5678", False),
+        ("call +44 20 7946 0958 00", False),
+    ],
+)
+def test_card_number_detector(text: str, found: bool) -> None:
+    assert card_number(text) is found
+
+
+def test_luhn() -> None:
+    assert luhn_ok("79927398713") and not luhn_ok("79927398710")
+
+
+def test_block_rule_withholds_only_its_networks_and_flags_are_collected() -> None:
+    policy = PolicySet(rules=RULES)
+    card = _decide(policy, ALICE, _msg("matrix", "@alice:corp.test", "pay with 4111 1111 1111 1111"))
+    assert set(card.withheld) == {"slack", "irc"} and card.withheld["irc"].rule == "card-numbers"
+    everywhere = _decide(policy, ALICE, _msg("slack", "U1", "4111 1111 1111 1111"))
+    assert not everywhere.blocked and set(everywhere.withheld) == {"irc"}  # Matrix is internal
+    flagged = _decide(policy, ALICE, _msg("matrix", "@a:corp.test", "I GUARANTEE $ACME goes up"))
+    assert not flagged.blocked and flagged.flags == ("promises", "tickers")
+
+
+def test_all_destinations_withheld_means_blocked_with_the_first_rule() -> None:
+    portal = Portal("p", (("matrix", "!r"), ("irc", "#c")))
+    policy = PolicySet(rules=RULES)
+    event = Message(
+        "matrix", "!r", "x", RemoteUser("matrix", "@a"), Text.of("4111 1111 1111 1111"), datetime.now(UTC)
+    )
+    decision = decide(policy, ALICE, portal, event, ("irc",))
+    assert decision.blocked and decision.rule == "card-numbers"
+
+
+def test_room_may_choose_its_rules() -> None:
+    policy = PolicySet(rules=RULES, rooms={"trading": RoomPolicy(rules=frozenset({"tickers"}))})
+    decision = _decide(policy, ALICE, _msg("matrix", "@a:corp.test", "guarantee 4111 1111 1111 1111 $ACME"))
+    assert decision.withheld == {} and decision.flags == ("tickers",)
