@@ -49,6 +49,7 @@ class Bridge:
         self.delivery = Delivery(self.archive, self.connectors)
         self.router: Router | None = None
         self._joiners: set[asyncio.Task[None]] = set()
+        self.state = ArchiveState(self.archive, "bridge")
 
     async def start(self) -> None:
         install_redaction(secret_values(self.config))
@@ -99,7 +100,21 @@ class Bridge:
             return False
         portal = self.portals.portals[portal_id]
         self.portals.add(Portal(portal_id, (*portal.rooms, (network, room))))
+        await self._announce(portal_id, network, room)
         return True
+
+    async def _announce(self, portal_id: str, network: str, room: str) -> None:
+        """Post the recording notice once in each room, when it is first linked to a portal."""
+        notice = self.config.policy.notice
+        key = f"announced:{portal_id}:{network}:{room}"
+        if not notice or await self.state.get(key):
+            return
+        try:
+            await self.connectors[network].announce(room, notice)
+        except Exception as exc:  # the room is bridged all the same; the next start tries again
+            log.warning("room %s: could not post the recording notice on %s: %s", portal_id, network, exc)
+            return
+        await self.state.put(key, "1")
 
     async def _keep_joining(self, portal_id: str, network: str, native: str) -> None:
         """A room that could not be joined at start is retried, so fixing it needs no restart."""

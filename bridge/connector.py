@@ -134,6 +134,10 @@ class Connector:
         """Tell one sender something (e.g. why their message was refused)."""
         raise NotImplementedError
 
+    async def announce(self, room: str, text: str) -> None:
+        """Tell everyone in a room something from the bridge itself (e.g. the recording notice)."""
+        raise NotImplementedError
+
     @property
     def stopping(self) -> bool:
         return self._stopping.is_set()

@@ -167,6 +167,12 @@ class IrcConnector(Connector):
         lines = notice_payloads(text, session.budget("NOTICE", nick))
         await session.send_lines([f"NOTICE {nick} :{line}" for line in lines])
 
+    async def announce(self, room: str, text: str) -> None:
+        """A channel NOTICE: shown to everyone, and by convention never answered by bots."""
+        session = self._live_session()
+        lines = notice_payloads(text, session.budget("NOTICE", room))
+        await session.send_lines([f"NOTICE {room} :{line}" for line in lines])
+
     @property
     def connected(self) -> bool:
         """Registered and able to send right now."""

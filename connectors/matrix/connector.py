@@ -195,6 +195,10 @@ class MatrixConnector(Connector):
         content = text_content(message, "m.notice", network=self.name, ghosts=self.ghosts)
         await self.client.send_event(room, content, "sbn" + uuid.uuid4().hex, user=self.config.bot_mxid)
 
+    async def announce(self, room: str, text: str) -> None:
+        content = text_content(Text.of(text), "m.notice", network=self.name, ghosts=self.ghosts)
+        await self.client.send_event(room, content, "sba" + uuid.uuid4().hex, user=self.config.bot_mxid)
+
     async def _on_user_query(self, user_id: str) -> bool:
         if self.ghosts.parse(user_id) is None:
             return False
