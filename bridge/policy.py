@@ -127,11 +127,11 @@ def _group_refusal(identity: Identity | None, policy: NetworkPolicy, network: st
     return None
 
 
-def _file_refusal(event: Event, policy: NetworkPolicy, network: str) -> Refusal | None:
+def _file_refusal(event: Event, policy: NetworkPolicy, network: str, direction: str) -> Refusal | None:
     if not isinstance(event, Message) or not event.attachments:
         return None
     if policy.files == "block":
-        return Refusal(f"files:{network}", f"files are not allowed on {network}")
+        return Refusal(f"files:{network}", f"files may not be bridged {direction} {network} here")
     if policy.max_file_mb is not None:
         for att in event.attachments:
             if att.size > policy.max_file_mb * 1024 * 1024:
@@ -159,7 +159,9 @@ def decide(
         return Decision("block", rule="disabled", reason=f"{identity.name} is disabled in the directory")
 
     source = policy.for_network(portal.id, event.network)
-    refusal = _group_refusal(identity, source, event.network) or _file_refusal(event, source, event.network)
+    refusal = _group_refusal(identity, source, event.network) or _file_refusal(
+        event, source, event.network, "from"
+    )
     if refusal:
         return Decision("block", rule=refusal.rule, reason=refusal.reason, flags=tuple(flags))
 
@@ -170,7 +172,7 @@ def decide(
     withheld: dict[str, Refusal] = {}
     for network in destinations:
         dest = policy.for_network(portal.id, network)
-        refusal = _group_refusal(identity, dest, network) or _file_refusal(event, dest, network)
+        refusal = _group_refusal(identity, dest, network) or _file_refusal(event, dest, network, "to")
         if refusal is None:
             for rule in matched:
                 if rule.action == "block" and rule.applies_to(network):

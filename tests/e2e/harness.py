@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -154,6 +155,22 @@ class BridgeProcess:
 
     def log_tail(self, n: int = 40) -> str:
         return "\n".join(self.log_text().splitlines()[-n:])
+
+    def wait_record(self, kind: str, where: str, args: tuple[Any, ...] = (), timeout: float = 20) -> int:
+        """Poll the SQLite archive for a record (cheaply: no subprocess); return its seq."""
+        db = self.workdir / "archive.db"
+        sql = (
+            f"SELECT r.seq FROM records r LEFT JOIN contents c ON c.seq = r.seq WHERE r.kind = ? AND {where}"
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if db.exists():
+                with sqlite3.connect(db) as conn:
+                    row = conn.execute(sql, (kind, *args)).fetchone()
+                if row:
+                    return int(row[0])
+            time.sleep(0.05)
+        raise TimeoutError(f"no {kind} record where {where} {args} after {timeout}s")
 
     def search(self, *args: str) -> list[dict[str, Any]]:
         result = switchboard("archive", "search", "-c", str(self.config_path), "--format", "json", *args)
