@@ -17,9 +17,7 @@ from bridge.archive.store import ArchiveStore
 from bridge.config import Config
 from bridge.connector import Backoff, Connector, ConnectorContext, load_connector
 from bridge.delivery import Delivery
-from bridge.directory import Directory
-from bridge.directory.ldap import LdapDirectory
-from bridge.directory.yaml import YamlDirectory
+from bridge.directory.factory import make_directory
 from bridge.model import Portal
 from bridge.router import NetworkInfo, PortalIndex, Router
 from bridge.secrets import install_redaction, secret_values
@@ -29,13 +27,6 @@ log = logging.getLogger("switchboard")
 
 class StartupError(Exception):
     """The bridge cannot start; the message says which part and why, in one line."""
-
-
-def make_directory(config: Config) -> Directory:
-    opts = config.directory.options
-    if config.directory.type == "yaml":
-        return YamlDirectory(opts["path"], float(opts.get("refresh_seconds") or 60))
-    return LdapDirectory({k: v for k, v in opts.items() if v is not None})
 
 
 class Bridge:

@@ -14,6 +14,7 @@ import yaml
 from bridge.archive.commands import add_archive_commands
 from bridge.clikit import EXIT_FAIL, EXIT_OK, EXIT_USAGE, UsageError, add_config_arg, load_or_fail
 from bridge.config import ConfigError
+from bridge.directory.commands import add_directory_commands
 from bridge.yamlsource import SourceError
 
 
@@ -60,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--dir", type=Path, help="where the sandbox keeps its files (default: a new temp dir)")
 
     add_archive_commands(sub)
+    add_directory_commands(sub)
     return p
 
 

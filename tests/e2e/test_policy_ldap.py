@@ -19,7 +19,7 @@ import pytest
 from nio import UploadResponse
 
 from bridge.sandbox.ircd import Ngircd
-from tests.e2e.harness import BridgeProcess, MatrixUser, unique
+from tests.e2e.harness import BridgeProcess, MatrixUser, switchboard, unique
 from tests.servers.ircclient import IrcClient
 from tests.servers.slapd import Person, Slapd
 from tests.servers.synapse import SynapseSession
@@ -271,3 +271,19 @@ async def test_unmapped_relay_mode_relays_with_a_flag(world: World) -> None:
     await world.on_matrix(world.ghost(world.stranger.nick), f"{tag} let me in")
     [record] = await world.records("--flag", "unmapped", "--text", tag)
     assert record["employee_id"] is None and record["sender"] == world.stranger.nick
+
+
+async def test_directory_commands_read_ldap_as_the_bridge_does(world: World) -> None:
+    config = str(world.bridge.config_path)
+    found = await asyncio.to_thread(
+        switchboard, "directory", "lookup", "irc", world.bob.nick.upper(), "-c", config
+    )
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.startswith("E1002  Bob Jones  Sales  (sales; enabled)")
+    missing = await asyncio.to_thread(
+        switchboard, "directory", "lookup", "irc", "nobody-at-all", "-c", config
+    )
+    assert missing.returncode == 1 and "not in the directory" in missing.stdout
+    checked = await asyncio.to_thread(switchboard, "directory", "check", "-c", config)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.splitlines()[0].endswith("3 groups") and "4 people" in checked.stdout
