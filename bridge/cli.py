@@ -91,7 +91,6 @@ def _check(args: argparse.Namespace) -> int:
     from bridge.directory.yaml import load_people
 
     config = load_or_fail(args)
-    people = 0
     if config.directory.type == "yaml":
         try:
             everyone = load_people(config.directory.options["path"])
@@ -109,10 +108,20 @@ def _check(args: argparse.Namespace) -> int:
         ]
         if unknown:
             raise ConfigError(unknown)
+        source = f"directory: {people} people"
+    else:
+        from bridge.directory.ldap import LdapConfigError, parse_options
+
+        try:  # offline: the settings only; `switchboard directory check` connects
+            parse_options(config.directory.options)
+        except LdapConfigError as exc:
+            key, _, problem = str(exc).partition(" ")
+            if key.startswith("directory.") and config.source:  # name the line too
+                raise ConfigError([config.source.error(key, problem)]) from None
+            raise UsageError(f"{config.file}: directory: {exc}") from None
+        source = f"directory: LDAP at {config.directory.options['url']} (not contacted)"
     others = ", ".join(n for n in config.networks if n != "matrix") or "none"
-    print(
-        f"{config.file}: ok — {len(config.rooms)} rooms, networks: matrix, {others}; directory: {people} people"
-    )
+    print(f"{config.file}: ok — {len(config.rooms)} rooms, networks: matrix, {others}; {source}")
     return EXIT_OK
 
 

@@ -173,3 +173,15 @@ def test_policy_problems(
     assert code == 2
     mine = [e for e in err if f": {key}: " in e]
     assert len(mine) == 1 and words in mine[0], err
+
+
+def test_ldap_settings_are_checked_offline_with_their_line(tmp_path: Path, capsys, monkeypatch) -> None:
+    ldap = GOOD.replace(
+        "directory:\n  type: yaml\n  path: directory.yaml\n",
+        "directory:\n  type: ldap\n  url: ldap://127.0.0.1:1\n  bind_dn: cn=sb,dc=corp\n"
+        "  bind_password: ''\n  people_base: ou=people,dc=corp\n",
+    )
+    assert ldap != GOOD
+    code, err = _check(tmp_path, ldap, capsys, monkeypatch)
+    assert code == 2 and len(err) == 1
+    assert ":20: directory.bind_password: " in err[0] and "empty" in err[0]
