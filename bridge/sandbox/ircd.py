@@ -7,52 +7,32 @@ in the foreground (`-n`) in its own session and is stopped by its PID.
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bridge.sandbox.ports import free_port, port_open, wait_until
+from bridge.sandbox.process import LocalServer
 from bridge.sandbox.tls import write_self_signed
 
 NGIRCD = "/usr/sbin/ngircd"
 
 
 @dataclass
-class Ngircd:
+class Ngircd(LocalServer):
     """One ngircd instance. `penalties=False` disables its flood penalties."""
 
+    name = "ngircd"
     kind = "ngircd"
     penalties: bool = False
     tls: bool = False  # then `port` speaks TLS only, with a self-signed certificate for 127.0.0.1
     server_name: str = "irc.switchboard.test"
-    host: str = "127.0.0.1"
-    port: int = field(default_factory=free_port)
-    startup_timeout: float = 10.0
-    _dir: tempfile.TemporaryDirectory[str] | None = field(default=None, init=False, repr=False)
-    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
-
-    @property
-    def directory(self) -> Path:
-        if self._dir is None:
-            self._dir = tempfile.TemporaryDirectory(prefix="ngircd-")
-        return Path(self._dir.name)
 
     @property
     def config_path(self) -> Path:
         return self.directory / "ngircd.conf"
-
-    @property
-    def log_path(self) -> Path:
-        return self.directory / "ngircd.log"
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def config(self) -> str:
         # MaxPenaltyTime = 0 turns ngircd's per-client command penalties off;
@@ -86,63 +66,14 @@ class Ngircd:
         if self.running:
             return
         self.config_path.write_text(self.config())
-        log = self.log_path.open("ab")
-        try:
-            # start_new_session: a Ctrl-C in the test terminal must not race our own stop().
-            self._proc = subprocess.Popen(
-                [NGIRCD, "-n", "-f", str(self.config_path)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        finally:
-            log.close()
-        try:
-            wait_until(self._ready, self.startup_timeout, f"ngircd on port {self.port}")
-        except TimeoutError as exc:
-            self.stop()
-            raise TimeoutError(f"{exc}\n--- ngircd log ---\n{self.log_tail()}") from None
-
-    def _ready(self) -> bool:
-        if self._proc is not None and self._proc.poll() is not None:
-            raise RuntimeError(f"ngircd exited with {self._proc.returncode}:\n{self.log_tail()}")
-        return port_open(self.port, self.host)
+        self.launch([NGIRCD, "-n", "-f", str(self.config_path)], lambda: port_open(self.port, self.host))
 
     def stop(self, graceful: bool = False) -> None:
-        """Stop the server. A graceful stop (SIGTERM) lets ngircd say goodbye but takes 1-2 s."""
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM if graceful else signal.SIGKILL)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+        """A graceful stop (SIGTERM) lets ngircd say goodbye but takes 1-2 s; tests rarely need it."""
+        super().stop(graceful)
 
     def restart(self, graceful: bool = False) -> None:
-        self.stop(graceful=graceful)
-        wait_until(lambda: not port_open(self.port, self.host), 10, f"port {self.port} to close")
-        self.start()
-
-    def close(self) -> None:
-        self.stop()
-        if self._dir is not None:
-            self._dir.cleanup()
-            self._dir = None
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return "(no log)"
-
-    def __enter__(self) -> Ngircd:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        super().restart(graceful)
 
 
 @dataclass

@@ -12,10 +12,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import signal
 import socket
 import subprocess
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +21,8 @@ from urllib.parse import quote
 
 import ldap3
 
-from bridge.sandbox.ports import free_port, port_open, wait_until
+from bridge.sandbox.ports import free_port
+from bridge.sandbox.process import LocalServer
 from bridge.sandbox.tls import write_self_signed
 
 SLAPD = "/usr/sbin/slapd"
@@ -151,31 +150,20 @@ def generated_people(n: int, departments: int = 20) -> tuple[list[Person], dict[
 
 
 @dataclass
-class Slapd:
+class Slapd(LocalServer):
     """One slapd holding `dc=corp,dc=test`, readable by the Switchboard service account.
 
     With `tls=True` the server also speaks StartTLS on `port` and LDAPS on
     `tls_port`, with a self-signed certificate for 127.0.0.1 (`cert_path`).
     """
 
+    name = "slapd"
     people: Sequence[Person] = ()
     groups: dict[str, Sequence[str]] = field(default_factory=dict)
     tls: bool = False
     # False keeps OpenLDAP's default 500-entry size limit for the service account too.
     unlimited_service: bool = True
-    host: str = "127.0.0.1"
-    port: int = field(default_factory=free_port)
     tls_port: int = field(default_factory=free_port)
-    startup_timeout: float = 10.0
-    _dir: tempfile.TemporaryDirectory[str] | None = field(default=None, init=False, repr=False)
-    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
-
-    @property
-    def directory(self) -> Path:
-        if self._dir is None:
-            # Short prefix: the ldapi socket path must stay under 108 bytes.
-            self._dir = tempfile.TemporaryDirectory(prefix="slapd-")
-        return Path(self._dir.name)
 
     @property
     def url(self) -> str:
@@ -192,14 +180,6 @@ class Slapd:
     @property
     def socket_path(self) -> Path:
         return self.directory / "ldapi"
-
-    @property
-    def log_path(self) -> Path:
-        return self.directory / "slapd.log"
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def options(self, **overrides: object) -> dict[str, object]:
         """Directory options (as in switchboard.yaml) for an LdapDirectory reading this server."""
@@ -288,26 +268,10 @@ class Slapd:
         urls = [f"{self.url}/", f"ldapi://{quote(str(self.socket_path), safe='')}"]
         if self.tls:
             urls.append(f"{self.ldaps_url}/")
-        log = self.log_path.open("ab")
-        try:
-            # start_new_session: a Ctrl-C in the test terminal must not race our own stop().
-            self._proc = subprocess.Popen(
-                [SLAPD, "-d", "none", "-h", " ".join(urls), "-F", str(self.directory / "slapd.d")],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        finally:
-            log.close()
-        try:
-            wait_until(self._ready, self.startup_timeout, f"slapd on port {self.port}")
-        except TimeoutError as exc:
-            self.stop()
-            raise TimeoutError(f"{exc}\n--- slapd log ---\n{self.log_tail()}") from None
+        argv = [SLAPD, "-d", "none", "-h", " ".join(urls), "-F", str(self.directory / "slapd.d")]
+        self.launch(argv, self._ready)
 
     def _ready(self) -> bool:
-        if self._proc is not None and self._proc.poll() is not None:
-            raise RuntimeError(f"slapd exited with {self._proc.returncode}:\n{self.log_tail()}")
         # Our own ldapi socket: a TCP port could be answered by some other server.
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             try:
@@ -315,41 +279,6 @@ class Slapd:
                 return True
             except OSError:
                 return False
-
-    def stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-
-    def restart(self) -> None:
-        self.stop()
-        wait_until(lambda: not port_open(self.port, self.host), 10, f"port {self.port} to close")
-        self.start()
-
-    def close(self) -> None:
-        self.stop()
-        if self._dir is not None:
-            self._dir.cleanup()
-            self._dir = None
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return "(no log)"
-
-    def __enter__(self) -> Slapd:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # Changes at runtime, as an admin would make them.
 
