@@ -355,6 +355,8 @@ class _Renderer:
 
     def _tags(self, span: Span) -> tuple[str, str]:
         if span.kind == "mention":
+            if span.user.startswith("!"):  # a broadcast elsewhere (Slack's <!here>): no person to pill
+                return "", ""
             try:
                 mxid = (
                     span.user if span.network == self.network else self.ghosts.mxid(span.network, span.user)

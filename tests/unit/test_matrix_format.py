@@ -179,3 +179,14 @@ def test_render_then_parse_round_trips(text: Text) -> None:
     assert formatted is not None
     assert parse(formatted).plain == text.plain
     assert sorted(parse(formatted).spans, key=repr) == sorted(text.spans, key=repr)
+
+
+def test_broadcast_mentions_from_other_networks_render_as_plain_text() -> None:
+    from bridge.text import Span, Text
+    from connectors.matrix.format import render
+    from connectors.matrix.ghosts import Ghosts
+
+    text = Text("@here look", (Span("mention", 0, 5, network="slack", user="!here"),))
+    body, html = render(text, network="matrix", ghosts=Ghosts("_sb_", "corp.test"))
+    assert body == "@here look"
+    assert html == "@here look" and "matrix.to" not in html
