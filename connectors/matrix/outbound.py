@@ -45,7 +45,15 @@ def mentioned(text: Text, *, network: str, ghosts: Ghosts) -> list[str]:
 
 def message_content(out: Outbound, *, network: str, ghosts: Ghosts) -> dict[str, Any]:
     content = text_content(out.text, MSGTYPES[out.message_kind], network=network, ghosts=ghosts)
-    if out.reply_to_native_id:
+    if out.thread_native_id:
+        # Clients without threads show a reply to the message answered (or to the root).
+        content["m.relates_to"] = {
+            "rel_type": "m.thread",
+            "event_id": out.thread_native_id,
+            "is_falling_back": out.reply_to_native_id is None,
+            "m.in_reply_to": {"event_id": out.reply_to_native_id or out.thread_native_id},
+        }
+    elif out.reply_to_native_id:
         content["m.relates_to"] = {"m.in_reply_to": {"event_id": out.reply_to_native_id}}
     return content
 

@@ -195,6 +195,21 @@ def test_message_content_with_reply_and_mentions() -> None:
     ] == {"user_ids": []}
 
 
+def test_message_in_a_thread_carries_the_thread_relation_and_a_reply_fallback() -> None:
+    root_only = message_content(outbound(thread_native_id="$root"), network="matrix", ghosts=GHOSTS)
+    assert root_only["m.relates_to"] == {
+        "rel_type": "m.thread",
+        "event_id": "$root",
+        "is_falling_back": True,
+        "m.in_reply_to": {"event_id": "$root"},
+    }
+    answer = message_content(
+        outbound(thread_native_id="$root", reply_to_native_id="$q"), network="matrix", ghosts=GHOSTS
+    )
+    assert answer["m.relates_to"]["is_falling_back"] is False
+    assert answer["m.relates_to"]["m.in_reply_to"] == {"event_id": "$q"}
+
+
 def test_edit_content() -> None:
     content = edit_content(outbound(kind="edit", target_native_id="$orig"), network="matrix", ghosts=GHOSTS)
     assert content["body"] == "* hi Alice"
