@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from bridge.archive import AsyncArchive
+from bridge.archive.quotes import quoted
 from bridge.archive.store import OutboxDraft, RecordDraft
 from bridge.codec import attachment_to_json, text_to_json
 from bridge.connector import Capabilities
@@ -21,9 +22,10 @@ from bridge.directory import Directory
 from bridge.model import Delete, Edit, Event, Identity, Message, Portal, Receipt
 from bridge.names import GHOST_TEMPLATE, RELAY_TEMPLATE, sender_for
 from bridge.policy import Decision, PolicySet, decide
-from bridge.text import Text
+from bridge.text import Text, TextBuilder
 
 log = logging.getLogger("switchboard.router")
+QUOTE_CHARS = 40  # how much of the answered message a quoted reply repeats
 
 Notify = Callable[[str, str, str, str], Awaitable[None]]  # network, room, user, text
 Enqueue = Callable[[tuple], None]
@@ -91,7 +93,8 @@ class Router:
         destinations = tuple(n for n in portal.networks if n != event.network and n in self.networks)
         decision = decide(self.policy, identity, portal, event, destinations)
         draft = self._record(event, portal, identity, decision)
-        deliveries = [] if decision.blocked else self._deliveries(event, portal, identity, decision)
+        quote = await self._quote(event, destinations)
+        deliveries = [] if decision.blocked else self._deliveries(event, portal, identity, decision, quote)
         appended = await self.archive.call(self.archive.store.append, draft, deliveries)
         if appended is None:
             return Receipt("duplicate")
@@ -143,8 +146,23 @@ class Router:
             draft.attrs["target_native_id"] = event.target_native_id
         return draft
 
+    async def _quote(self, event: Event, destinations: tuple[str, ...]) -> Text | None:
+        """`↪ Name: first words… | ` for destinations that cannot show replies or threads."""
+        answered = isinstance(event, Message) and (event.reply_to or event.thread_id)
+        if not answered or all(self.networks[d].capabilities.threads for d in destinations):
+            return None
+        original = await self.archive.call(
+            quoted, self.archive.store.engine, event.network, event.room, answered
+        )
+        if original is None:
+            return None
+        words = original.text.replace("\n", " ").strip()
+        if len(words) > QUOTE_CHARS:
+            words = words[:QUOTE_CHARS].rsplit(" ", 1)[0] + "…"
+        return Text.of(f"↪ {original.name}: {words} | ")
+
     def _deliveries(
-        self, event: Event, portal: Portal, identity: Identity | None, decision: Decision
+        self, event: Event, portal: Portal, identity: Identity | None, decision: Decision, quote: Text | None
     ) -> list[OutboxDraft]:
         source = self.networks[event.network]
         out = []
@@ -157,10 +175,13 @@ class Router:
             sender = sender_for(event.sender, identity, source.label, dest.template)
             payload: dict = {"sender": sender.__dict__, "room": room}
             if isinstance(event, Message):
+                text = self._mentions_for(event.text, dest)
+                if quote is not None and not dest.capabilities.threads:
+                    text = _prefixed(quote, text)
                 payload |= {
                     "kind": "message",
                     "message_kind": event.kind,
-                    "text": text_to_json(self._mentions_for(event.text, dest)),
+                    "text": text_to_json(text),
                     "attachments": [attachment_to_json(a) for a in event.attachments],
                     "reply_to": event.reply_to,
                     "thread_id": event.thread_id,
@@ -217,3 +238,10 @@ class Router:
             await self.notify(event.network, event.room, event.sender.native_id, message)
         except Exception as exc:  # a notice is a courtesy; never let it break receiving
             log.warning("could not tell %s on %s why: %s", event.sender.native_id, event.network, exc)
+
+
+def _prefixed(prefix: Text, text: Text) -> Text:
+    builder = TextBuilder()
+    builder.extend(prefix)
+    builder.extend(text)
+    return builder.build()

@@ -178,3 +178,27 @@ async def test_restart_resumes_pending_rows_in_order(tmp_path: Path, archive_url
     assert [o.text.plain for o in nets2["irc"].sent] == ["m0", "m1", "m2"]
     assert await delivery2.resume() == 0
     await archive2.close()
+
+
+async def test_replies_become_quotes_where_the_destination_has_no_threads(
+    tmp_path: Path, archive_url: str
+) -> None:
+    router, delivery, nets, archive = await _setup(tmp_path, archive_url)
+    original = "the original question is long enough to be cut somewhere sensible"
+    await router.receive(_msg("irc", "#trading", "i1", "bob", original))
+    answer = Message(
+        "matrix",
+        "!room:corp.test",
+        "$a1",
+        RemoteUser("matrix", "@alice:corp.test"),
+        Text.of("yes, done"),
+        datetime.now(UTC),
+        reply_to="matrix-1",  # Bob's message as Alice saw it on Matrix
+    )
+    await delivery.idle()
+    await router.receive(answer)
+    await delivery.idle()
+    [quoted] = nets["irc"].sent
+    assert quoted.text.plain == "↪ Bob Jones: the original question is long enough to… | yes, done"
+    assert quoted.reply_to_native_id is not None  # IRC ignores it; the id was still translated
+    await archive.close()
