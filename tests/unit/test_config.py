@@ -185,3 +185,16 @@ def test_ldap_settings_are_checked_offline_with_their_line(tmp_path: Path, capsy
     code, err = _check(tmp_path, ldap, capsys, monkeypatch)
     assert code == 2 and len(err) == 1
     assert ":20: directory.bind_password: " in err[0] and "empty" in err[0]
+
+
+def test_the_shipped_example_config_checks_clean(tmp_path: Path, capsys, monkeypatch) -> None:
+    """config/switchboard.example.yaml is documentation: it must stay a valid config."""
+    root = Path(__file__).parents[2] / "config"
+    (tmp_path / "switchboard.yaml").write_text((root / "switchboard.example.yaml").read_text())
+    (tmp_path / "directory.yaml").write_text((root / "directory.example.yaml").read_text())
+    for name in ("SWITCHBOARD_AS_TOKEN", "SWITCHBOARD_HS_TOKEN", "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN"):
+        monkeypatch.setenv(name, "example-secret")
+    code = main(["check", "-c", str(tmp_path / "switchboard.yaml")])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "networks: matrix, irc, slack" in out.out
