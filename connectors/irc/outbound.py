@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bridge.model import Outbound
+from bridge.model import Attachment, Outbound
 from bridge.text import Text
 from connectors.irc.format import render
 from connectors.irc.split import frame
@@ -27,6 +27,7 @@ def payloads(out: Outbound, templates: Templates, budget: int) -> list[str]:
     if out.kind == "delete":
         return []
     bodies = [render(line) for line in out.text.lines() if line.plain.strip()]
+    bodies.extend(render(Text.of(attachment_line(att))) for att in out.attachments)
     if out.kind == "edit":
         template, bodies = templates.edit, [" ".join(bodies)] if bodies else []
     elif out.message_kind == "emote":
@@ -41,3 +42,10 @@ def notice_payloads(text: str, budget: int) -> list[str]:
     """A notice from the bridge itself: plain text, one NOTICE per line, split to fit."""
     bodies = [render(Text.of(line)) for line in text.splitlines() if line.strip()]
     return [line for body in bodies for line in frame("{text}", "", body, budget)]
+
+
+def attachment_line(att: Attachment) -> str:
+    """IRC carries no files: a line naming the file, with its link when one is fetchable."""
+    size = f"{att.size / 1024:.0f} KB" if att.size >= 1024 else f"{att.size} bytes"
+    link = f" {att.url}" if att.url.startswith(("https://", "http://")) else ""
+    return f"[file] {att.name} ({att.mimetype}, {size}){link}"

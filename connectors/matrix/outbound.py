@@ -33,6 +33,8 @@ def text_content(text: Text, msgtype: str, *, network: str, ghosts: Ghosts) -> d
 def mentioned(text: Text, *, network: str, ghosts: Ghosts) -> list[str]:
     users = set()
     for span in text.mentions():
+        if span.user.startswith("!"):  # a broadcast on another network pings nobody here
+            continue
         if span.network == network:
             users.add(span.user)
         else:

@@ -192,3 +192,28 @@ def test_settings_defaults_and_validation() -> None:
         IrcSettings.from_options({"host": "h", "line_template": "{who}: {text}"})
     with pytest.raises(ValueError, match="sasl"):
         IrcSettings.from_options({"host": "h", "sasl_username": "bot"})
+
+
+def test_attachments_become_a_line_naming_the_file() -> None:
+    from bridge.model import Attachment, Outbound, Sender
+    from bridge.text import Text
+    from connectors.irc.outbound import Templates, payloads
+
+    out = Outbound(
+        key="k",
+        seq=1,
+        room="#c",
+        sender=Sender("slack", "U1", "Carol White", "Carol White", "Slack"),
+        kind="message",
+        text=Text.of("the chart"),
+        attachments=(
+            Attachment("chart.png", "image/png", 40960, "ab" * 32, url="https://files.example/chart.png"),
+            Attachment("notes.txt", "text/plain", 12, "cd" * 32, url="mxc://corp.test/abc"),
+        ),
+    )
+    lines = payloads(out, Templates("<{name}> {text}", "* {name} {text}", "* {name}: {text}"), 400)
+    assert lines == [
+        "<Carol White> the chart",
+        "<Carol White> [file] chart.png (image/png, 40 KB) https://files.example/chart.png",
+        "<Carol White> [file] notes.txt (text/plain, 12 bytes)",
+    ]
