@@ -97,6 +97,9 @@ class MatrixConnector(Connector):
             on_event=self._on_event,
             on_user_query=self._on_user_query,
             log=self.log,
+            is_echo=lambda event: (
+                event.get("type") == "m.room.message" and self.inbound.is_ours(str(event.get("sender", "")))
+            ),
         )
         try:
             await self._server.start()

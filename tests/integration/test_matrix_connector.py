@@ -304,6 +304,20 @@ async def test_transactions_are_processed_once_even_after_a_restart(
     assert [e.native_id for e in bridge.sink.events] == [second["event_id"]]
 
 
+async def test_echo_only_transactions_skip_the_durable_bookkeeping(
+    bridge: Bridge, alice: AsyncClient
+) -> None:
+    room_id, alias = await create_room(alice)
+    await bridge.c.join(alias)
+    ghost = f"@_sb_irc_bob:{alice.user_id.split(':', 1)[1]}"
+    echo_txn, real_txn = f"echo-{uuid.uuid4().hex}", f"real-{uuid.uuid4().hex}"
+    assert (await bridge.push(echo_txn, [fake_event(room_id, "our own post", ghost)])).status == 200
+    assert (await bridge.push(real_txn, [fake_event(room_id, "a person", alice.user_id)])).status == 200
+    assert f"txn:{echo_txn}" not in bridge.state.values
+    assert f"txn:{real_txn}" in bridge.state.values
+    assert [e.text.plain for e in bridge.sink.events] == ["a person"]
+
+
 async def test_events_sent_while_down_arrive_at_once_after_restart(
     bridge: Bridge, alice: AsyncClient
 ) -> None:
