@@ -173,7 +173,16 @@ class BridgeProcess:
         raise TimeoutError(f"no {kind} record where {where} {args} after {timeout}s")
 
     def search(self, *args: str) -> list[dict[str, Any]]:
-        result = switchboard("archive", "search", "-c", str(self.config_path), "--format", "json", *args)
+        result = switchboard(
+            "archive",
+            "search",
+            "-c",
+            str(self.config_path),
+            "--format",
+            "json",
+            *args,
+            env={"SWITCHBOARD_ACTOR": "E9000"},  # searching is a reviewer action: someone must own it
+        )
         assert result.returncode == 0, result.stderr
         return [json.loads(line) for line in result.stdout.splitlines()]
 
