@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from bridge.archive.store import ArchiveStore
+if TYPE_CHECKING:
+    # Only for annotations: the offline bundle verifier imports bridge.archive.* without SQLAlchemy.
+    from bridge.archive.store import ArchiveStore
 
 T = TypeVar("T")
 

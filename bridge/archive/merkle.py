@@ -59,9 +59,6 @@ class MerkleTree:
             parents += b"".join(sha(b"\x01" + row[i * 64 : i * 64 + 64]).digest() for i in range(done, pairs))
             level += 1
 
-    def leaf(self, index: int) -> bytes:
-        return bytes(self.levels[0][index * 32 : index * 32 + 32])
-
     def root(self, size: int | None = None) -> bytes:
         size = self._size(size)
         return EMPTY_ROOT if size == 0 else self._range(0, size)

@@ -2,8 +2,10 @@
 
 `records` is the append-only log (one row per archived fact, gap-free `seq`);
 `contents` holds what a record said, apart from the log so that retention can
-clear it while the log, which commits to its sha256, still verifies. The
-other tables are working state: `outbox` (deliveries still to make), `idmap`
+clear it while the log, which commits to its sha256, still verifies.
+`checkpoints` holds the signed tree heads of the log. Triggers (migration
+0002) keep these three append-only; a purge is the one update `contents`
+allows. The other tables are working state: `outbox` (deliveries still to make), `idmap`
 (native ids on every network for each archived event) and `state` (small
 connector state such as seen transaction ids).
 
@@ -15,6 +17,19 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text, UniqueConstraint
 
 metadata = MetaData()
+
+RECORD_KINDS = (
+    "message",
+    "edit",
+    "delete",
+    "policy_block",
+    "delivery",
+    "hold",
+    "release",
+    "purge",
+    "review",
+    "export",
+)
 
 records = Table(
     "records",
@@ -43,6 +58,7 @@ records = Table(
     Index("ix_records_portal", "portal", "seq"),
     Index("ix_records_occurred", "occurred_at"),
     Index("ix_records_target", "target_seq"),
+    Index("ix_records_kind", "kind", "seq"),
 )
 
 contents = Table(
@@ -52,6 +68,20 @@ contents = Table(
     Column("sha256", String(64), nullable=False),
     Column("body", Text),  # canonical JSON; NULL once purged
     Column("plain", Text),  # searchable text; NULL once purged
+    Column("purged_by", BigInteger),  # seq of the purge record that cleared body and plain
+)
+
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("tree_size", BigInteger, primary_key=True, autoincrement=False),
+    Column("root", String(64), nullable=False),
+    Column("signed_at", String(27), nullable=False),
+    Column("public_key", String(64), nullable=False),
+    Column("signature", String(128), nullable=False),
+    # The compact range at tree_size (hex list): lets the next checkpoint start here. Not signed;
+    # a tampered frontier yields a root that verify then rejects.
+    Column("frontier", Text, nullable=False),
 )
 
 outbox = Table(

@@ -1,14 +1,20 @@
-"""Finding records, and the JSON form compliance tools read them in."""
+"""Finding records, and the JSON form compliance tools read them in.
+
+Text is matched word by word through the engine's full-text index (SQLite
+FTS5; PostgreSQL tsvector with a GIN index), both with the `simple` rules: no
+stemming, so a reviewer finds exactly the words that were written.
+"""
 
 from __future__ import annotations
 
-import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, and_, or_, select
+from sqlalchemy import ColumnElement, Engine, Select, and_, func, literal_column, or_, select, text
 
+from bridge.archive.jsonform import record_json
 from bridge.archive.schema import contents, records
 
 
@@ -24,43 +30,19 @@ class Filters:
     flag: str | None = None
     limit: int | None = None
 
-
-def record_json(row: Any) -> dict[str, Any]:
-    """The documented JSON shape of one record (see DESIGN.md, `archive search`)."""
-    attrs = json.loads(row.attrs or "{}")
-    out: dict[str, Any] = {
-        "seq": row.seq,
-        "kind": row.kind,
-        "network": row.network,
-        "room": row.room,
-        "portal": row.portal,
-        "native_id": row.native_id,
-        "sender": row.sender,
-        "sender_display": row.sender_display,
-        "employee_id": row.employee_id,
-        "name": row.name,
-        "department": row.department,
-        "text": row.plain,
-        "occurred_at": row.occurred_at,
-        "captured_at": row.captured_at,
-        "flags": json.loads(row.flags or "[]"),
-        "content_sha256": row.content_sha256,
-    }
-    if row.target_seq is not None:
-        out["target_seq"] = row.target_seq
-    if row.rule is not None:
-        out["rule"] = row.rule
-    if row.reason is not None:
-        out["reason"] = row.reason
-    out.update({k: v for k, v in attrs.items() if k not in out})
-    return out
+    def to_json(self) -> dict[str, Any]:
+        """The filters that are set, as review and export records keep them."""
+        return {k: v for k, v in self.__dict__.items() if v not in (None, ())}
 
 
-def search(engine: Engine, f: Filters) -> Iterator[dict[str, Any]]:
-    query = select(records, contents.c.plain).outerjoin(contents, contents.c.seq == records.c.seq)
+def select_records(f: Filters, postgres: bool) -> Select[Any]:
+    """Records matching `f` in seq order, with their content's search text, body and purge mark."""
+    query = select(records, contents.c.plain, contents.c.purged_by, contents.c.body).outerjoin(
+        contents, contents.c.seq == records.c.seq
+    )
     conds = []
     if f.text:
-        conds.append(contents.c.plain.ilike(f"%{_escape_like(f.text)}%", escape="\\"))
+        conds.append(_text_condition(f.text, postgres))
     if f.employee:
         conds.append(records.c.employee_id == f.employee)
     if f.network:
@@ -80,9 +62,34 @@ def search(engine: Engine, f: Filters) -> Iterator[dict[str, Any]]:
     query = query.order_by(records.c.seq)
     if f.limit:
         query = query.limit(f.limit)
+    return query
+
+
+def search(engine: Engine, f: Filters) -> Iterator[dict[str, Any]]:
     with engine.connect() as conn:
-        for row in conn.execute(query):
+        for row in conn.execute(select_records(f, engine.dialect.name == "postgresql")):
             yield record_json(row)
+
+
+def _text_condition(query: str, postgres: bool) -> ColumnElement[bool]:
+    words = re.findall(r"\w+", query)
+    if not words:  # only punctuation: nothing a word index holds, so match it literally
+        return contents.c.plain.ilike(f"%{_escape_like(query)}%", escape="\\")
+    if postgres:
+        # Constants, not bound parameters: only the exact expression of the GIN index uses it. As a
+        # subquery, since a condition on the outer-joined side (coalesce is not strict) would be
+        # checked row by row after the join instead.
+        simple = literal_column("'simple'")
+        vector = func.to_tsvector(simple, func.coalesce(contents.c.plain, literal_column("''")))
+        return records.c.seq.in_(
+            select(contents.c.seq).where(vector.op("@@")(func.plainto_tsquery(simple, " ".join(words))))
+        )
+    match = " ".join(f'"{w}"' for w in words)  # quoted: user text is never FTS5 query syntax
+    return records.c.seq.in_(
+        select(text("rowid"))
+        .select_from(text("contents_fts"))
+        .where(text("contents_fts MATCH :q").bindparams(q=match))
+    )
 
 
 def _escape_like(s: str) -> str:

@@ -9,26 +9,37 @@ bridge calls them through `AsyncArchive`, on one writer thread.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, text, update
 
+from bridge.archive import checkpoints
+from bridge.archive.hashing import content_sha256, leaf_hash
 from bridge.archive.schema import contents, idmap, outbox, records, state
-from bridge.codec import canonical, timestamp
+from bridge.archive.signing import Checkpoint, Signer
+from bridge.codec import canonical, parse_timestamp, timestamp
 from bridge.model import Identity
+
+if TYPE_CHECKING:
+    from bridge.config import ArchiveConfig
 
 # Arbitrary but fixed: the PostgreSQL advisory lock key of the archive writer ("SWBR").
 PG_LOCK_KEY = 0x53574252
 MIGRATIONS = Path(__file__).parent / "migrations"
+NEXT_SEQ = "switchboard_archive_next_seq"
+ANALYZE_FROM = 10_000  # records; below this the planner's defaults are as good
+# Built once: constructing a statement costs more than executing it on SQLite.
+MAX_SEQ = select(func.max(records.c.seq))
+INSERT_RECORD = insert(records)
+INSERT_CONTENT = insert(contents)
 
 
 @dataclass
@@ -77,10 +88,38 @@ class Appended:
     outbox: tuple[OutboxRow, ...]
 
 
-def leaf_hash(record: dict[str, Any]) -> str:
-    """RFC 6962 leaf hash of a record's canonical JSON (everything but the hash itself)."""
-    body = {k: v for k, v in record.items() if k != "leaf_hash"}
-    return hashlib.sha256(b"\x00" + canonical(body)).hexdigest()
+def rows_for(
+    draft: RecordDraft, seq: int, captured_at: datetime
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The `records` row (with its leaf hash) and the `contents` row of a draft at `seq`."""
+    content = None
+    if draft.content is not None:
+        body = canonical(draft.content).decode("utf-8")
+        content = {"seq": seq, "sha256": content_sha256(body), "body": body, "plain": draft.plain}
+    ident = draft.identity
+    row: dict[str, Any] = {
+        "seq": seq,
+        "kind": draft.kind,
+        "occurred_at": timestamp(draft.occurred_at),
+        "captured_at": timestamp(captured_at),
+        "network": draft.network,
+        "room": draft.room,
+        "native_id": draft.native_id,
+        "portal": draft.portal,
+        "sender": draft.sender,
+        "sender_display": draft.sender_display,
+        "employee_id": ident.employee_id if ident else None,
+        "name": ident.name if ident else None,
+        "department": ident.department if ident else None,
+        "target_seq": draft.target_seq,
+        "flags": json.dumps(sorted(draft.flags)),
+        "rule": draft.rule,
+        "reason": draft.reason,
+        "attrs": canonical(draft.attrs).decode("utf-8"),
+        "content_sha256": content["sha256"] if content else None,
+    }
+    row["leaf_hash"] = leaf_hash(row)
+    return row, content
 
 
 def make_engine(url: str) -> Engine:
@@ -106,10 +145,39 @@ def make_engine(url: str) -> Engine:
 
 
 class ArchiveStore:
-    def __init__(self, url: str) -> None:
+    """The archive database. With a `signer`, the log is signed every `checkpoint_every` records
+    (on the append that reaches it) and, through `checkpoint_if_due`, `checkpoint_seconds` after
+    the oldest unsigned record was written."""
+
+    def __init__(
+        self,
+        url: str,
+        signer: Signer | None = None,
+        checkpoint_every: int = 1000,
+        checkpoint_seconds: float = 60.0,
+    ) -> None:
         self.url = url
         self.engine = make_engine(url)
         self.is_postgres = self.engine.dialect.name == "postgresql"
+        self.signer = signer
+        self.checkpoint_every = max(1, checkpoint_every)
+        self.checkpoint_seconds = checkpoint_seconds
+        # Size of the newest checkpoint seen; other processes may have signed more since,
+        # so it is only a hint that is re-read under the lock before signing.
+        self._signed: int | None = None
+
+    @classmethod
+    def from_config(cls, config: ArchiveConfig) -> ArchiveStore:
+        """The store as configured; ValueError when archive.signing_key names an unusable key."""
+        signer = None
+        if config.signing_key is not None:
+            if not config.signing_key.exists():
+                raise ValueError(
+                    f"archive.signing_key {config.signing_key} does not exist: "
+                    "create it with `switchboard archive keygen`"
+                )
+            signer = Signer.load(config.signing_key)
+        return cls(config.url, signer, config.checkpoint_every, config.checkpoint_seconds)
 
     def migrate(self) -> None:
         cfg = AlembicConfig()
@@ -117,6 +185,13 @@ class ArchiveStore:
         with self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+            if not self.is_postgres and (conn.execute(MAX_SEQ).scalar() or 0) >= ANALYZE_FROM:
+                # Without statistics SQLite may walk a time index instead of the employee's few
+                # records (seconds, not milliseconds, at a million records); PostgreSQL's
+                # autovacuum keeps its own. Sampled, so it costs milliseconds; `records` only, as
+                # statistics on the full-text index's own tables slow its merges down badly.
+                conn.exec_driver_sql("PRAGMA analysis_limit=1000")
+                conn.exec_driver_sql("ANALYZE records")
 
     def close(self) -> None:
         self.engine.dispose()
@@ -126,47 +201,43 @@ class ArchiveStore:
         with self.engine.begin() as conn:
             if self.is_postgres:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_LOCK_KEY})
-            yield conn
+            try:
+                yield conn
+            finally:
+                # conn.info outlives the transaction (it belongs to the pooled connection)
+                conn.info.pop(NEXT_SEQ, None)
 
     # -- appending -----------------------------------------------------------------
 
     def _next_seq(self, conn: Connection) -> int:
-        return (conn.execute(select(func.max(records.c.seq))).scalar() or 0) + 1
+        # Under the write lock nobody else appends, so within one transaction seq is counted
+        # here after the first look; that look is most of the cost of a batched append.
+        seq = conn.info.get(NEXT_SEQ)
+        if seq is None:
+            seq = (conn.execute(MAX_SEQ).scalar() or 0) + 1
+        return seq
+
+    def append_locked(self, conn: Connection, draft: RecordDraft) -> int:
+        """Append one record inside a `writing()` transaction; sign the log when N records are due."""
+        seq = self._next_seq(conn)
+        self._append(conn, draft, seq)
+        conn.info[NEXT_SEQ] = seq + 1
+        self._checkpoint_if_full(conn, seq)
+        return seq
 
     def _append(self, conn: Connection, draft: RecordDraft, seq: int) -> None:
-        content_sha = None
-        if draft.content is not None:
-            body = canonical(draft.content)
-            content_sha = hashlib.sha256(body).hexdigest()
-            conn.execute(
-                insert(contents).values(
-                    seq=seq, sha256=content_sha, body=body.decode("utf-8"), plain=draft.plain
-                )
-            )
-        ident = draft.identity
-        row: dict[str, Any] = {
-            "seq": seq,
-            "kind": draft.kind,
-            "occurred_at": timestamp(draft.occurred_at),
-            "captured_at": timestamp(datetime.now(UTC)),
-            "network": draft.network,
-            "room": draft.room,
-            "native_id": draft.native_id,
-            "portal": draft.portal,
-            "sender": draft.sender,
-            "sender_display": draft.sender_display,
-            "employee_id": ident.employee_id if ident else None,
-            "name": ident.name if ident else None,
-            "department": ident.department if ident else None,
-            "target_seq": draft.target_seq,
-            "flags": json.dumps(sorted(draft.flags)),
-            "rule": draft.rule,
-            "reason": draft.reason,
-            "attrs": canonical(draft.attrs).decode("utf-8"),
-            "content_sha256": content_sha,
-        }
-        row["leaf_hash"] = leaf_hash(row)
-        conn.execute(insert(records).values(**row))
+        if draft.target_seq is None and draft.attrs.get("target_native_id"):
+            # Edits, deletes and replies name their target natively; the log links them by seq.
+            target = self._seq_for(conn, draft.network, draft.room, draft.attrs["target_native_id"])
+            draft = replace(draft, target_seq=target)
+        if draft.attrs.get("reply_to") and "reply_seq" not in draft.attrs:
+            reply_seq = self._seq_for(conn, draft.network, draft.room, draft.attrs["reply_to"])
+            draft = replace(draft, attrs={**draft.attrs, "reply_seq": reply_seq})
+        row, content = rows_for(draft, seq, datetime.now(UTC))
+        # Parameters apart from the statement: one cached compiled INSERT instead of a new one per row.
+        if content is not None:
+            conn.execute(INSERT_CONTENT, content)
+        conn.execute(INSERT_RECORD, row)
 
     def append(self, draft: RecordDraft, deliveries: list[OutboxDraft]) -> Appended | None:
         """Archive one inbound event with its outbox rows, atomically.
@@ -176,21 +247,24 @@ class ArchiveStore:
         with self.writing() as conn:
             if draft.native_id and self._seq_for(conn, draft.network, draft.room, draft.native_id):
                 return None
-            seq = self._next_seq(conn)
-            self._append(conn, draft, seq)
+            seq = self.append_locked(conn, draft)
             if draft.native_id:
                 conn.execute(
-                    insert(idmap).values(
-                        seq=seq, network=draft.network, room=draft.room, native_id=draft.native_id
-                    )
+                    insert(idmap),
+                    {"seq": seq, "network": draft.network, "room": draft.room, "native_id": draft.native_id},
                 )
             rows = []
             for d in deliveries:
                 payload = json.dumps(d.payload, separators=(",", ":"), ensure_ascii=False)
                 result = conn.execute(
-                    insert(outbox).values(
-                        seq=seq, portal=draft.portal, network=d.network, room=d.room, payload=payload
-                    )
+                    insert(outbox),
+                    {
+                        "seq": seq,
+                        "portal": draft.portal,
+                        "network": d.network,
+                        "room": d.room,
+                        "payload": payload,
+                    },
                 )
                 rows.append(
                     OutboxRow(
@@ -202,9 +276,42 @@ class ArchiveStore:
     def append_record(self, draft: RecordDraft) -> int:
         """Archive a record with no deliveries (reviews, holds, exports …)."""
         with self.writing() as conn:
-            seq = self._next_seq(conn)
-            self._append(conn, draft, seq)
-            return seq
+            return self.append_locked(conn, draft)
+
+    # -- checkpoints ---------------------------------------------------------------
+
+    def _checkpoint_if_full(self, conn: Connection, seq: int) -> None:
+        if self.signer is None:
+            return
+        if self._signed is None or seq - self._signed >= self.checkpoint_every:
+            self._signed = checkpoints.signed_size(conn)
+        if seq - self._signed >= self.checkpoint_every:
+            self._signed = checkpoints.make(conn, self.signer, seq, datetime.now(UTC)).tree_size
+
+    def checkpoint_if_due(self, now: datetime | None = None) -> Checkpoint | None:
+        """Sign the log if its oldest unsigned record is `checkpoint_seconds` old.
+
+        The running bridge calls this every few seconds; it is cheap when nothing is due.
+        """
+        if self.signer is None:
+            return None
+        now = now or datetime.now(UTC)
+        with self.engine.connect() as conn:
+            oldest = checkpoints.oldest_unsigned(conn)
+        if oldest is None or (now - parse_timestamp(oldest)).total_seconds() < self.checkpoint_seconds:
+            return None
+        return self.checkpoint(now)
+
+    def checkpoint(self, now: datetime | None = None) -> Checkpoint | None:
+        """Sign the whole log now (if anything is unsigned); returns the newest checkpoint."""
+        if self.signer is None:
+            raise ValueError("the archive has no signing key (archive.signing_key)")
+        with self.writing() as conn:
+            size = self._next_seq(conn) - 1
+            if checkpoints.signed_size(conn) < size:
+                checkpoints.make(conn, self.signer, size, now or datetime.now(UTC))
+            self._signed = size
+            return checkpoints.latest(conn)
 
     # -- delivering ----------------------------------------------------------------
 
@@ -222,8 +329,7 @@ class ArchiveStore:
                 conn.execute(
                     insert(idmap).values(seq=row.seq, network=row.network, room=row.room, native_id=native_id)
                 )
-            seq = self._next_seq(conn)
-            self._append(
+            return self.append_locked(
                 conn,
                 RecordDraft(
                     kind="delivery",
@@ -234,9 +340,7 @@ class ArchiveStore:
                     portal=row.portal,
                     target_seq=row.seq,
                 ),
-                seq,
             )
-            return seq
 
     def failed(self, row: OutboxRow, error: str, final: bool) -> None:
         with self.writing() as conn:

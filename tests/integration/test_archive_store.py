@@ -35,7 +35,9 @@ def test_append_assigns_gap_free_seq_and_dedups(archive_url: str) -> None:
     store = ArchiveStore(archive_url)
     store.migrate()
     store.migrate()  # idempotent: a restart migrates again
-    first = store.append(_message("m1", "hello"), [OutboxDraft("matrix", "!r:corp.test", {"kind": "message"})])
+    first = store.append(
+        _message("m1", "hello"), [OutboxDraft("matrix", "!r:corp.test", {"kind": "message"})]
+    )
     second = store.append(_message("m2", "world"), [])
     again = store.append(_message("m1", "hello"), [])
     assert first is not None and second is not None

@@ -1,0 +1,34 @@
+"""What the log's hashes are taken over; standard library only (the offline verifier uses it)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from bridge.codec import canonical
+
+# The same bytes as bridge.codec.canonical (a unit test holds them equal), from one reused
+# encoder: json.dumps builds a new encoder per call, a third of the cost of verifying a record.
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def leaf_hash(record: dict[str, Any]) -> str:
+    """RFC 6962 leaf hash of a record's canonical JSON (everything but the hash itself)."""
+    body = {k: v for k, v in record.items() if k != "leaf_hash"}
+    return hashlib.sha256(b"\x00" + _ENCODER.encode(body).encode("utf-8")).hexdigest()
+
+
+def content_sha256(body: str) -> str:
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def searchable_text(content: dict[str, Any]) -> str:
+    """What `contents.plain` holds for a content body: the text a search matches."""
+    text = content.get("text")
+    return text.get("plain", "") if isinstance(text, dict) else ""
+
+
+def seqs_sha256(seqs: list[int]) -> str:
+    """A commitment to an exact set of seqs (what a purge cleared, what an export holds)."""
+    return hashlib.sha256(canonical(sorted(seqs))).hexdigest()
