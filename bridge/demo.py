@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from bridge.archive.signing import Signer
 from bridge.config import load_config
 from bridge.connector import load_connector
 from bridge.sandbox.ircd import start_irc_server
@@ -71,9 +72,15 @@ def _write_sandbox(root: Path, homeserver: str, irc_port: int, bridge_port: int)
         "networks": {"irc": {"type": "irc", "host": "127.0.0.1", "port": irc_port, "nick": "switchboard"}},
         # Anyone may join the sandbox from IRC; unknown nicks are relayed and flagged.
         "directory": {"type": "yaml", "path": "directory.yaml", "unmapped": "relay", "refresh_seconds": 5},
-        "archive": {"url": "sqlite:///archive.db"},
+        "archive": {
+            "url": "sqlite:///archive.db",
+            "signing_key": "archive-signing.key",
+            "checkpoint_seconds": 10,
+        },
         "rooms": [{"id": "lobby", "matrix": ROOM_ALIAS, "irc": CHANNEL}],
     }
+    if not (root / "archive-signing.key").exists():
+        Signer.generate(root / "archive-signing.key")  # what `switchboard archive keygen` writes
     path = root / "switchboard.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
@@ -134,7 +141,8 @@ def _print_welcome(root: Path, homeserver: str, irc_port: int, irc_kind: str, se
         f"           e.g.  irssi -c 127.0.0.1 -p {irc_port} -n alice   then  /join {CHANNEL}",
         "",
         "  Nick 'alice' shows as Alice Smith (E1001); other nicks are relayed and flagged as unmapped.",
-        f"  Archive: switchboard archive search -c {root / 'switchboard.yaml'}",
+        f"  Archive: switchboard archive search --as E0001 -c {root / 'switchboard.yaml'}",
+        f"           switchboard archive verify -c {root / 'switchboard.yaml'}",
         "",
         "Press Ctrl-C to stop everything.",
     ]
