@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, bindparam, create_engine, event, func, insert, select, text, update
 
 from bridge.archive import checkpoints
 from bridge.archive.hashing import content_sha256, leaf_hash
@@ -40,6 +40,28 @@ ANALYZE_FROM = 10_000  # records; below this the planner's defaults are as good
 MAX_SEQ = select(func.max(records.c.seq))
 INSERT_RECORD = insert(records)
 INSERT_CONTENT = insert(contents)
+INSERT_IDMAP = insert(idmap)
+INSERT_OUTBOX = insert(outbox)
+SEQ_FOR = select(idmap.c.seq).where(
+    idmap.c.network == bindparam("network"),
+    idmap.c.room == bindparam("room"),
+    idmap.c.native_id == bindparam("native_id"),
+)
+NATIVE_FOR = (
+    select(idmap.c.native_id)
+    .where(
+        idmap.c.seq == bindparam("seq"),
+        idmap.c.network == bindparam("network"),
+        idmap.c.room == bindparam("room"),
+    )
+    .order_by(idmap.c.id)
+    .limit(1)
+)
+MARK_DELIVERED = (
+    update(outbox)
+    .where(outbox.c.id == bindparam("row_id"), outbox.c.status == "pending")
+    .values(status="delivered", native_id=bindparam("delivered_id"), attempts=outbox.c.attempts + 1)
+)
 
 
 @dataclass
@@ -250,14 +272,14 @@ class ArchiveStore:
             seq = self.append_locked(conn, draft)
             if draft.native_id:
                 conn.execute(
-                    insert(idmap),
+                    INSERT_IDMAP,
                     {"seq": seq, "network": draft.network, "room": draft.room, "native_id": draft.native_id},
                 )
             rows = []
             for d in deliveries:
                 payload = json.dumps(d.payload, separators=(",", ":"), ensure_ascii=False)
                 result = conn.execute(
-                    insert(outbox),
+                    INSERT_OUTBOX,
                     {
                         "seq": seq,
                         "portal": draft.portal,
@@ -318,16 +340,13 @@ class ArchiveStore:
     def delivered(self, row: OutboxRow, native_id: str) -> int | None:
         """Mark an outbox row delivered, map its native id, archive a delivery record."""
         with self.writing() as conn:
-            done = conn.execute(
-                update(outbox)
-                .where(outbox.c.id == row.id, outbox.c.status == "pending")
-                .values(status="delivered", native_id=native_id, attempts=outbox.c.attempts + 1)
-            )
+            done = conn.execute(MARK_DELIVERED, {"row_id": row.id, "delivered_id": native_id})
             if done.rowcount == 0:
                 return None
             if native_id and not self._seq_for(conn, row.network, row.room, native_id):
                 conn.execute(
-                    insert(idmap).values(seq=row.seq, network=row.network, room=row.room, native_id=native_id)
+                    INSERT_IDMAP,
+                    {"seq": row.seq, "network": row.network, "room": row.room, "native_id": native_id},
                 )
             return self.append_locked(
                 conn,
@@ -361,11 +380,7 @@ class ArchiveStore:
 
     @staticmethod
     def _seq_for(conn: Connection, network: str, room: str, native_id: str) -> int | None:
-        return conn.execute(
-            select(idmap.c.seq).where(
-                idmap.c.network == network, idmap.c.room == room, idmap.c.native_id == native_id
-            )
-        ).scalar()
+        return conn.execute(SEQ_FOR, {"network": network, "room": room, "native_id": native_id}).scalar()
 
     def seq_for(self, network: str, room: str, native_id: str) -> int | None:
         with self.engine.connect() as conn:
@@ -373,12 +388,7 @@ class ArchiveStore:
 
     def native_for(self, seq: int, network: str, room: str) -> str | None:
         with self.engine.connect() as conn:
-            return conn.execute(
-                select(idmap.c.native_id)
-                .where(idmap.c.seq == seq, idmap.c.network == network, idmap.c.room == room)
-                .order_by(idmap.c.id)
-                .limit(1)
-            ).scalar()
+            return conn.execute(NATIVE_FOR, {"seq": seq, "network": network, "room": room}).scalar()
 
     # -- connector state -----------------------------------------------------------
 
