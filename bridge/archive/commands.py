@@ -7,6 +7,8 @@ import json
 import os
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -242,8 +244,10 @@ def _filters_of(args: argparse.Namespace) -> Any:
     )
 
 
-def _store(config: Config, need_signer: bool = False) -> Any:
-    """The configured archive, migrated; its signer only if the key file is there (or needed)."""
+@contextmanager
+def _opened(config: Config, need_signer: bool = False) -> Iterator[Any]:
+    """The configured archive, migrated, and closed afterwards; its signer only if the key file
+    is there (or needed)."""
     from bridge.archive.signing import Signer
     from bridge.archive.store import ArchiveStore
 
@@ -262,8 +266,11 @@ def _store(config: Config, need_signer: bool = False) -> Any:
     elif need_signer:
         raise UsageError("archive.signing_key is not set: exports are signed with it (see `archive keygen`)")
     store = ArchiveStore(url, signer, config.archive.checkpoint_every, config.archive.checkpoint_seconds)
-    store.migrate()
-    return store
+    try:
+        store.migrate()
+        yield store
+    finally:
+        store.close()
 
 
 def _review(store: Any, actor: str, command: str, **what: Any) -> None:
@@ -279,8 +286,7 @@ def _search(args: argparse.Namespace) -> int:
     config = load_or_fail(args)
     actor = _actor(args)
     filters = _filters_of(args)
-    store = _store(config)
-    try:
+    with _opened(config) as store:
         _review(store, actor, "search", filters=filters.to_json())
         for record in search(store.engine, filters):
             if args.format == "json":
@@ -292,8 +298,6 @@ def _search(args: argparse.Namespace) -> int:
                     f"{record['seq']:>7} {record['occurred_at'][:19]} {record['kind']:<12} "
                     f"{record['network']:<8} {record['portal']:<12} {who}: {text}"
                 )
-    finally:
-        store.close()
     return EXIT_OK
 
 
@@ -304,8 +308,7 @@ def _conversation(args: argparse.Namespace) -> int:
     actor = _actor(args)
     if args.context < 0:
         raise UsageError("--context must be 0 or more")
-    store = _store(config)
-    try:
+    with _opened(config) as store:
         _review(store, actor, "conversation", portal=args.portal, around=args.around)
         try:
             entries = conversation(store.engine, args.portal, args.around, args.context)
@@ -319,8 +322,6 @@ def _conversation(args: argparse.Namespace) -> int:
             else:
                 for line in render(entry):
                     print(line)
-    finally:
-        store.close()
     return EXIT_OK
 
 
@@ -379,18 +380,17 @@ def _verify(args: argparse.Namespace) -> int:
         elif key.is_file():
             trusted = Signer.load(key).public_key
     witnessed = [_witnessed(path) for path in args.against]
-    store = _store(config)
-    try:
-        report = verify_archive(
-            store.engine,
-            trusted,
-            bar,
-            witnessed=witnessed,
-            max_unsigned=config.archive.checkpoint_every if key is not None else None,
-        )
-    finally:
-        bar.close()
-        store.close()
+    with _opened(config) as store:
+        try:
+            report = verify_archive(
+                store.engine,
+                trusted,
+                bar,
+                witnessed=witnessed,
+                max_unsigned=config.archive.checkpoint_every if key is not None else None,
+            )
+        finally:
+            bar.close()
     if report.failure:
         print(report.failure)
         return EXIT_FAIL
@@ -442,11 +442,8 @@ def _hold_add(args: argparse.Namespace) -> int:
         raise UsageError("--since must be before --until")
     if not args.reason.strip():
         raise UsageError("--reason must say why")
-    store = _store(config)
-    try:
+    with _opened(config) as store:
         hold_id = place_hold(store, actor, args.reason, args.employee, args.portal, since, until)
-    finally:
-        store.close()
     print(f"hold {hold_id} placed")
     return EXIT_OK
 
@@ -455,12 +452,8 @@ def _hold_list(args: argparse.Namespace) -> int:
     from bridge.archive.retention import active_holds
 
     config = load_or_fail(args)
-    store = _store(config)
-    try:
-        with store.engine.connect() as conn:
-            holds = active_holds(conn)
-    finally:
-        store.close()
+    with _opened(config) as store, store.engine.connect() as conn:
+        holds = active_holds(conn)
     for hold in holds:
         if args.format == "json":
             print(json.dumps(hold.to_json(), ensure_ascii=False))
@@ -476,13 +469,11 @@ def _hold_release(args: argparse.Namespace) -> int:
 
     config = load_or_fail(args)
     actor = _actor(args)
-    store = _store(config)
-    try:
-        seq = release_hold(store, actor, args.id, args.reason)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    finally:
-        store.close()
+    with _opened(config) as store:
+        try:
+            seq = release_hold(store, actor, args.id, args.reason)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     print(f"hold {args.id} released (record {seq})")
     return EXIT_OK
 
@@ -493,8 +484,7 @@ def _purge(args: argparse.Namespace) -> int:
     config = load_or_fail(args)
     actor = _actor(args)
     before = parse_timestamp(parse_when(args.before, "--before") or "")
-    store = _store(config)
-    try:
+    with _opened(config) as store:
         result = purge(
             store,
             actor,
@@ -503,8 +493,6 @@ def _purge(args: argparse.Namespace) -> int:
             datetime.now(UTC),
             args.dry_run,
         )
-    finally:
-        store.close()
     if args.format == "json":
         print(
             json.dumps(
@@ -535,15 +523,14 @@ def _export(args: argparse.Namespace) -> int:
     filters = _filters_of(args)
     if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
         raise UsageError(f"--out: {args.out} exists and is not an empty directory")
-    store = _store(config, need_signer=True)
     bar = ProgressBar("export")
-    try:
-        result = run_export(store, args.format, args.out, filters, actor, bar)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    finally:
-        bar.close()
-        store.close()
+    with _opened(config, need_signer=True) as store:
+        try:
+            result = run_export(store, args.format, args.out, filters, actor, bar)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        finally:
+            bar.close()
     print(
         f"exported {result.records} records to {args.out} ({args.format}); proven against the signed "
         f"log of {result.tree_size} records; recorded as seq {result.export_seq}"
