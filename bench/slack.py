@@ -35,6 +35,7 @@ from bridge.text import Span, Text  # noqa: E402
 from connectors.slack import SlackConnector  # noqa: E402
 from connectors.slack.format import parse, render  # noqa: E402
 from tests.fakes.slack import SlackEmulator  # noqa: E402
+from tests.fakes.state import MemoryState  # noqa: E402
 
 WIRE = "Hey <@{user}>, the *Q3 numbers* are in <https://corp.test/q3|the report> &amp; look _good_ {n}"
 
@@ -76,17 +77,6 @@ async def serve_emulator() -> None:
 
 
 # -- the measuring process -----------------------------------------------------------------
-
-
-@dataclass
-class MemoryState:
-    values: dict[str, str] = field(default_factory=dict)
-
-    async def get(self, key: str) -> str | None:
-        return self.values.get(key)
-
-    async def put(self, key: str, value: str) -> None:
-        self.values[key] = value
 
 
 @dataclass

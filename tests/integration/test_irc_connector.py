@@ -18,6 +18,7 @@ from bridge.sandbox.ircd import Ngircd
 from bridge.text import Span, Text
 from connectors.irc import IrcConnector
 from connectors.irc.session import RegistrationError
+from tests.fakes.state import MemoryState
 from tests.servers.ircclient import IrcClient
 
 ALICE = Sender("matrix", "@alice:corp.test", "Alice Smith", "Alice Smith", "Matrix", "E1001")
@@ -52,17 +53,6 @@ class RecordingSink:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"sink: {what}; got {[e.text.plain for e in self.events][-10:]}")
             await asyncio.sleep(0.01)
-
-
-class MemoryState:
-    def __init__(self) -> None:
-        self.values: dict[str, str] = {}
-
-    async def get(self, key: str) -> str | None:
-        return self.values.get(key)
-
-    async def put(self, key: str, value: str) -> None:
-        self.values[key] = value
 
 
 def make_connector(server: Ngircd, **options: Any) -> IrcConnector:

@@ -30,23 +30,11 @@ from bridge.connector import ConnectorContext, DeliveryError
 from bridge.model import Attachment, Delete, Edit, Event, Message, Outbound, Receipt, RemoteUser, Sender
 from bridge.text import Span, Text
 from connectors.matrix import MatrixConnector
+from tests.fakes.state import MemoryState
 from tests.servers.synapse import SynapseSession, synapse  # noqa: F401 - the session's Synapse
 
 BOB = Sender("irc", "bob", "Bob Jones (IRC)", "Bob Jones", "IRC")
 HTML = "org.matrix.custom.html"
-
-
-class MemoryState:
-    """The core's StateStore, minus the database."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, str] = {}
-
-    async def get(self, key: str) -> str | None:
-        return self.values.get(key)
-
-    async def put(self, key: str, value: str) -> None:
-        self.values[key] = value
 
 
 @dataclass

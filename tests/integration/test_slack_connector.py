@@ -20,19 +20,9 @@ from bridge.model import Attachment, Delete, Edit, Event, Message, Outbound, Rec
 from bridge.text import Span, Text
 from connectors.slack import SlackConnector
 from tests.fakes.slack import SlackEmulator, escape, post_signed_event, sign, url_verification_body
+from tests.fakes.state import MemoryState
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
-
-
-@dataclass
-class MemoryState:
-    values: dict[str, str] = field(default_factory=dict)
-
-    async def get(self, key: str) -> str | None:
-        return self.values.get(key)
-
-    async def put(self, key: str, value: str) -> None:
-        self.values[key] = value
 
 
 @dataclass
