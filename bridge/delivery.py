@@ -147,8 +147,14 @@ class Delivery:
             target_native_id=target,
             reply_to_native_id=reply,
             thread_native_id=thread,
-            attachments=tuple(Attachment(**a) for a in p.get("attachments", ())),
+            attachments=await self._attachments(row),
         )
+
+    async def _attachments(self, row: OutboxRow) -> tuple[Attachment, ...]:
+        """The row's attachments with the bytes the archive kept (none once purged)."""
+        described = row.payload.get("attachments") or ()
+        kept = await self.archive.call(self.archive.store.files_of, row.seq) if described else {}
+        return tuple(Attachment(**a, data=kept.get(a["sha256"])) for a in described)
 
     def _translate(self, source: list[str], native_id: str, row: OutboxRow) -> str | None:
         """The destination's native id of the event `native_id` names on the source network."""

@@ -19,7 +19,7 @@ from bridge.archive.store import OutboxDraft, RecordDraft
 from bridge.codec import attachment_to_json, text_to_json
 from bridge.connector import Capabilities
 from bridge.directory import Directory
-from bridge.model import Delete, Edit, Event, Identity, Message, Portal, Receipt
+from bridge.model import Attachment, Delete, Edit, Event, Identity, Message, Portal, Receipt
 from bridge.names import GHOST_TEMPLATE, RELAY_TEMPLATE, sender_for
 from bridge.policy import Decision, PolicySet, decide
 from bridge.text import Text, TextBuilder
@@ -135,7 +135,8 @@ class Router:
             if isinstance(event, Message):
                 content["message_kind"] = event.kind
                 if event.attachments:
-                    content["attachments"] = [attachment_to_json(a) for a in event.attachments]
+                    content["attachments"] = [_archived(a) for a in event.attachments]
+                    draft.files = tuple(a.data for a in event.attachments if a.data is not None)
                 if event.reply_to:
                     draft.attrs["reply_to"] = event.reply_to
                 if event.thread_id:
@@ -238,6 +239,12 @@ class Router:
             await self.notify(event.network, event.room, event.sender.native_id, message)
         except Exception as exc:  # a notice is a courtesy; never let it break receiving
             log.warning("could not tell %s on %s why: %s", event.sender.native_id, event.network, exc)
+
+
+def _archived(attachment: Attachment) -> dict:
+    """An attachment as its record's content lists it; `stored` when the archive keeps its bytes."""
+    described = attachment_to_json(attachment)
+    return described if attachment.data is None else described | {"stored": True}
 
 
 def _prefixed(prefix: Text, text: Text) -> Text:

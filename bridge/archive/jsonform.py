@@ -36,3 +36,13 @@ def record_json(row: Any) -> dict[str, Any]:
         out["reason"] = row.reason
     out.update({k: v for k, v in attrs.items() if k not in out})
     return out
+
+
+def attachments(content: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The attachments a record's content lists (none for purged or file-less content)."""
+    return list((content or {}).get("attachments", ()))
+
+
+def kept(attachment: dict[str, Any]) -> bool:
+    """Whether the archive keeps the attachment's bytes (in `files`, under its sha256)."""
+    return bool(attachment.get("stored"))

@@ -3,8 +3,9 @@
 Holds are records (`hold`, and `release` pointing at the hold's seq), so the
 set of active holds is rebuilt from the log and a hold cannot be dropped
 without a trace. A purge clears `contents.body` and `contents.plain` of records
-whose retention has run out and that no hold covers; the records stay, and the
-purge record commits to the exact list of seqs it cleared.
+whose retention has run out and that no hold covers, with the bytes of their
+attached files; the records stay, and the purge record commits to the exact
+list of seqs it cleared.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from sqlalchemy import Connection, select, update
 
 from bridge.archive.audit import audit_draft
 from bridge.archive.hashing import seqs_sha256
-from bridge.archive.schema import contents, records
+from bridge.archive.schema import contents, files, records
 from bridge.archive.store import ArchiveStore
 from bridge.codec import timestamp
 from bridge.config import parse_duration
@@ -159,10 +160,16 @@ def purge(
         )
         purge_seq = store.append_locked(conn, draft)
         for i in range(0, len(seqs), PURGE_BATCH):
+            batch = seqs[i : i + PURGE_BATCH]
             conn.execute(
                 update(contents)
-                .where(contents.c.seq.in_(seqs[i : i + PURGE_BATCH]))
+                .where(contents.c.seq.in_(batch))
                 .values(body=None, plain=None, purged_by=purge_seq)
+            )
+            conn.execute(
+                update(files)
+                .where(files.c.seq.in_(batch), files.c.purged_by.is_(None))
+                .values(data=None, purged_by=purge_seq)
             )
         return PurgeResult(seqs, held, purge_seq)
 

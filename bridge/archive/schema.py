@@ -3,9 +3,10 @@
 `records` is the append-only log (one row per archived fact, gap-free `seq`);
 `contents` holds what a record said, apart from the log so that retention can
 clear it while the log, which commits to its sha256, still verifies.
-`checkpoints` holds the signed tree heads of the log. Triggers (migration
-0002) keep these three append-only; a purge is the one update `contents`
-allows. The other tables are working state: `outbox` (deliveries still to make), `idmap`
+`files` holds the bytes of attachments, one row per record and file, apart
+for the same reason. `checkpoints` holds the signed tree heads of the log.
+Triggers (migrations 0002, 0003) keep these four append-only; a purge is the
+one update `contents` and `files` allow. The other tables are working state: `outbox` (deliveries still to make), `idmap`
 (native ids on every network for each archived event) and `state` (small
 connector state such as seen transaction ids).
 
@@ -14,7 +15,18 @@ Times are fixed-width ISO-8601 UTC strings: exact, sortable, engine-neutral.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
 metadata = MetaData()
 
@@ -69,6 +81,16 @@ contents = Table(
     Column("body", Text),  # canonical JSON; NULL once purged
     Column("plain", Text),  # searchable text; NULL once purged
     Column("purged_by", BigInteger),  # seq of the purge record that cleared body and plain
+)
+
+files = Table(
+    "files",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("sha256", String(64), primary_key=True),  # of data; the record's content lists it
+    Column("size", BigInteger, nullable=False),
+    Column("data", LargeBinary),  # NULL once purged
+    Column("purged_by", BigInteger),  # seq of the purge record that cleared data
 )
 
 checkpoints = Table(

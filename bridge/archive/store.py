@@ -9,6 +9,7 @@ bridge calls them through `AsyncArchive`, on one writer thread.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +24,7 @@ from sqlalchemy import Connection, Engine, bindparam, create_engine, event, func
 
 from bridge.archive import checkpoints
 from bridge.archive.hashing import content_sha256, leaf_hash
-from bridge.archive.schema import contents, idmap, outbox, records, state
+from bridge.archive.schema import contents, files, idmap, outbox, records, state
 from bridge.archive.signing import Checkpoint, Signer
 from bridge.codec import canonical, parse_timestamp, timestamp
 from bridge.model import Identity
@@ -40,6 +41,7 @@ ANALYZE_FROM = 10_000  # records; below this the planner's defaults are as good
 MAX_SEQ = select(func.max(records.c.seq))
 INSERT_RECORD = insert(records)
 INSERT_CONTENT = insert(contents)
+INSERT_FILE = insert(files)
 INSERT_IDMAP = insert(idmap)
 INSERT_OUTBOX = insert(outbox)
 SEQ_FOR = select(idmap.c.seq).where(
@@ -56,6 +58,9 @@ NATIVE_FOR = (
     )
     .order_by(idmap.c.id)
     .limit(1)
+)
+FILES_OF = select(files.c.sha256, files.c.data).where(
+    files.c.seq == bindparam("seq"), files.c.data.is_not(None)
 )
 MARK_DELIVERED = (
     update(outbox)
@@ -84,6 +89,7 @@ class RecordDraft:
     rule: str | None = None
     reason: str | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
+    files: tuple[bytes, ...] = ()  # attachment bytes to keep; `content` lists them as stored
 
 
 @dataclass(frozen=True)
@@ -142,6 +148,11 @@ def rows_for(
     }
     row["leaf_hash"] = leaf_hash(row)
     return row, content
+
+
+def kept_files(conn: Connection, seq: int) -> dict[str, bytes]:
+    """The kept (not purged) attachment bytes of record `seq`, by sha256."""
+    return {sha: data for sha, data in conn.execute(FILES_OF, {"seq": seq})}
 
 
 def make_engine(url: str) -> Engine:
@@ -260,6 +271,10 @@ class ArchiveStore:
         if content is not None:
             conn.execute(INSERT_CONTENT, content)
         conn.execute(INSERT_RECORD, row)
+        # Keyed by the hash of the bytes themselves, which the content names: one row per file.
+        kept = {hashlib.sha256(data).hexdigest(): data for data in draft.files}
+        for sha, data in kept.items():
+            conn.execute(INSERT_FILE, {"seq": seq, "sha256": sha, "size": len(data), "data": data})
 
     def append(self, draft: RecordDraft, deliveries: list[OutboxDraft]) -> Appended | None:
         """Archive one inbound event with its outbox rows, atomically.
@@ -375,6 +390,11 @@ class ArchiveStore:
                 OutboxRow(r.id, r.seq, r.portal, r.network, r.room, json.loads(r.payload), r.attempts)
                 for r in rows
             ]
+
+    def files_of(self, seq: int) -> dict[str, bytes]:
+        """The kept (not purged) attachment bytes of record `seq`, by sha256."""
+        with self.engine.connect() as conn:
+            return kept_files(conn, seq)
 
     # -- id map --------------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 
 Every record's leaf is recomputed from its row; seq must run 1, 2, 3 … without
 a gap; content must still match the hash its record commits to (or have been
-cleared by a purge that the log records). Ranges of seq are checked in
+cleared by a purge that the log records), and so must the attached files the
+content lists as kept. Ranges of seq are checked in
 parallel processes, their leaves joined in order into the Merkle tree. Then every checkpoint must carry a valid signature by the
 archive's key, match the root of the same number of leaves, and be consistent
 with the one before it.
@@ -10,6 +11,7 @@ with the one before it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 import os
@@ -24,8 +26,9 @@ from sqlalchemy import Engine, func, select
 
 from bridge.archive import checkpoints
 from bridge.archive.hashing import content_sha256, leaf_hash, searchable_text, seqs_sha256
+from bridge.archive.jsonform import attachments, kept
 from bridge.archive.merkle import MerkleTree, verify_consistency
-from bridge.archive.schema import contents, records
+from bridge.archive.schema import contents, files, records
 from bridge.archive.signing import Checkpoint
 from bridge.archive.store import make_engine
 
@@ -161,6 +164,7 @@ def _check_chunk(url: str, bounds: tuple[int, int]) -> _Chunk:
         engine = _engines[url] = make_engine(url)
     found = _Chunk()
     leaves = bytearray()
+    stored: dict[int, set[str]] = {}
     width = len(RECORD_COLUMNS)
     query = (
         select(records, contents.c.sha256, contents.c.body, contents.c.plain, contents.c.purged_by)
@@ -184,6 +188,8 @@ def _check_chunk(url: str, bounds: tuple[int, int]) -> _Chunk:
                     break
                 if row[width] is not None and row[width + 1] is None:
                     found.purged.append((seq, row[width + 3]))
+                elif row[width + 1] is not None and (shas := _stored_files(row[width + 1])):
+                    stored[seq] = shas
                 if record["kind"] == "purge":
                     found.purges[seq] = json.loads(record["attrs"])
                 leaves += bytes.fromhex(record["leaf_hash"])
@@ -191,7 +197,50 @@ def _check_chunk(url: str, bounds: tuple[int, int]) -> _Chunk:
     finally:
         raw.close()
     found.leaves = bytes(leaves)
+    checked_to = found.failure.seq if found.failure else hi
+    problem = _check_files(engine, lo, checked_to, stored, dict(found.purged))
+    if problem:
+        found.failure = problem
     return found
+
+
+def _stored_files(body: str) -> set[str]:
+    """The sha256 of each attachment whose bytes the content says the archive keeps."""
+    if '"stored":true' not in body:  # canonical JSON; most records attach nothing
+        return set()
+    return {a["sha256"] for a in attachments(json.loads(body)) if kept(a)}
+
+
+def _check_files(
+    engine: Engine, lo: int, hi: int, stored: dict[int, set[str]], cleared: dict[int, int]
+) -> Failure | None:
+    """Files of records lo..hi-1: intact, listed by their record's content, purged with it."""
+    query = (
+        select(files.c.seq, files.c.sha256, files.c.size, files.c.data, files.c.purged_by)
+        .where(files.c.seq >= lo, files.c.seq < hi)
+        .order_by(files.c.seq, files.c.sha256)
+    )
+    with engine.connect() as conn:
+        for seq, sha, size, data, purged_by in conn.execute(query):
+            name = f"its file {sha[:12]}…"
+            if data is None:
+                if purged_by is None:
+                    return Failure(seq, f"{name} was cleared without a purge")
+                if cleared.get(seq) != purged_by:
+                    return Failure(seq, f"{name} was cleared by seq {purged_by}, not with its content")
+                continue
+            if len(data) != size or hashlib.sha256(data).hexdigest() != sha:
+                return Failure(seq, f"{name} does not match its hash: it was changed")
+            if seq in cleared:
+                return Failure(seq, f"{name} was kept when its content was purged")
+            if sha not in stored.get(seq, ()):
+                return Failure(seq, f"{name} is not one its content lists")
+            stored[seq].discard(sha)
+    missing = [(seq, min(shas)) for seq, shas in stored.items() if shas]
+    if missing:
+        seq, sha = min(missing)
+        return Failure(seq, f"its file {sha[:12]}… is missing")
+    return None
 
 
 def _check_row(

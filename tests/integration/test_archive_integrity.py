@@ -81,7 +81,7 @@ def drop_triggers(store: ArchiveStore) -> None:
     """What an attacker with admin rights on the database does first."""
     with store.engine.begin() as conn:
         if store.is_postgres:
-            for table in ("records", "contents", "checkpoints"):
+            for table in ("records", "contents", "checkpoints", "files"):
                 conn.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER USER"))
             return
         names = conn.execute(

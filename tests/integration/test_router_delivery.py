@@ -7,16 +7,22 @@ are proven against real servers in test_matrix_irc_e2e.py.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy import select
+
 from bridge.archive import AsyncArchive
+from bridge.archive.schema import contents
 from bridge.archive.search import Filters, search
 from bridge.archive.store import ArchiveStore
 from bridge.connector import Capabilities, Connector, ConnectorContext, DeliveryError
 from bridge.delivery import Delivery
 from bridge.directory.yaml import YamlDirectory
-from bridge.model import Delete, Edit, Message, Outbound, Portal, RemoteUser
+from bridge.model import Attachment, Delete, Edit, Message, Outbound, Portal, RemoteUser
 from bridge.policy import PolicySet
 from bridge.router import NetworkInfo, PortalIndex, Router
 from bridge.text import Span, Text
@@ -202,3 +208,30 @@ async def test_replies_become_quotes_where_the_destination_has_no_threads(
     assert quoted.text.plain == "↪ Bob Jones: the original question is long enough to… | yes, done"
     assert quoted.reply_to_native_id is not None  # IRC ignores it; the id was still translated
     await archive.close()
+
+
+async def test_file_bytes_are_archived_with_the_message_and_delivered_after_a_restart(
+    tmp_path: Path, archive_url: str
+) -> None:
+    router, delivery, _nets, archive = await _setup(tmp_path, archive_url)
+    await delivery.stop()  # the bridge dies before it delivers
+    router.enqueue = lambda rows: None
+    data = bytes(range(256)) * 40
+    sha = hashlib.sha256(data).hexdigest()
+    photo = Attachment("desk.png", "image/png", len(data), sha, "mxc://corp.test/desk", data)
+    too_big = Attachment("huge.mov", "video/quicktime", 10**10, "", "mxc://corp.test/huge")
+    message = _msg("matrix", "!room:corp.test", "$f1", "@alice:corp.test", "my desk")
+    receipt = await router.receive(replace(message, attachments=(photo, too_big)))
+    await archive.close()
+    _router2, delivery2, nets2, archive2 = await _setup(tmp_path, archive_url)
+    assert archive2.store.files_of(receipt.seq) == {sha: data}
+    [record] = list(search(archive2.store.engine, Filters(kinds=("message",))))
+    with archive2.store.engine.connect() as conn:
+        body = conn.execute(select(contents.c.body).where(contents.c.seq == record["seq"])).scalar()
+    listed = json.loads(body)["attachments"]
+    assert [(a["name"], a.get("stored")) for a in listed] == [("desk.png", True), ("huge.mov", None)]
+    assert await delivery2.resume() == 1
+    await delivery2.idle()
+    [out] = nets2["irc"].sent
+    assert [(a.name, a.data) for a in out.attachments] == [("desk.png", data), ("huge.mov", None)]
+    await archive2.close()

@@ -3,6 +3,7 @@
 A bundle is a directory:
 
     records.jsonl | records.csv | eml/*.eml | rsmf.zip   the records, in the chosen format
+    files/<sha256>    attached files of jsonl and csv exports (eml and rsmf hold their own)
     proofs.jsonl      per record: the stored row, its content, its inclusion proof and where it
                       sits in the format files
     checkpoint.json   the signed checkpoint every proof leads to (made just before the export)

@@ -19,9 +19,10 @@ from types import SimpleNamespace
 from typing import Any
 
 from bridge.archive.export import rsmf
+from bridge.archive.export.files import sha_of
 from bridge.archive.export.pieces import file_sha256
 from bridge.archive.hashing import content_sha256, leaf_hash, searchable_text, seqs_sha256
-from bridge.archive.jsonform import record_json
+from bridge.archive.jsonform import attachments, kept, record_json
 from bridge.archive.merkle import verify_inclusion
 from bridge.archive.signing import MANIFEST_ORIGIN, Checkpoint, verify_signature
 
@@ -102,7 +103,7 @@ def _verify(
         file = path / name
         if not file.is_file():
             fail(BundleFailure(None, f"{name}: missing from the bundle"))
-        elif file_sha256(file) != digest:
+        elif file_sha256(file) != digest or sha_of(name) not in (None, digest):
             fail(_locate(file, name, entries))
     present = {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()}
     for name in sorted(present - set(files) - SIGNED):
@@ -173,6 +174,8 @@ def _locate(file: Path, name: str, entries: list[dict[str, Any]]) -> BundleFailu
     """The first record whose part of a changed file differs from what the export wrote."""
     if name == rsmf.NAME:
         seq = _first_changed_event(file, entries)
+    elif sha := sha_of(name):
+        seq = next((e["seq"] for e in entries if sha in _kept_files(e)), None)
     else:
         data = file.read_bytes()
         seq = next((e["seq"] for e in entries if _piece_changed(data, name, e.get("piece") or {})), None)
@@ -190,17 +193,37 @@ def _piece_changed(data: bytes, name: str, piece: dict[str, Any]) -> bool:
 
 
 def _first_changed_event(file: Path, entries: list[dict[str, Any]]) -> int | None:
+    """The first record whose event, or attached file, in the zip is not what the export wrote."""
     try:
         with zipfile.ZipFile(file) as zf:
             written = json.loads(zf.read(rsmf.MANIFEST))
+            changed = [
+                e["seq"]
+                for e in entries
+                for a in attachments(_content(e))
+                if kept(a) and _member_sha256(zf, rsmf.attachment_id(a)) != a["sha256"]
+            ]
         actual = {e.get("id"): e for e in written.get("events", [])}
     except (zipfile.BadZipFile, KeyError, ValueError):
         return entries[0]["seq"] if entries else None
     expected = rsmf.build_manifest((_as_json(e), _content(e)) for e in entries)
-    for event in expected["events"]:
-        if actual.get(event["id"]) != event:
-            return int(event["id"].removeprefix("seq-"))
-    return None
+    changed += [
+        int(event["id"].removeprefix("seq-"))
+        for event in expected["events"]
+        if actual.get(event["id"]) != event
+    ]
+    return min(changed, default=None)
+
+
+def _member_sha256(zf: zipfile.ZipFile, name: str) -> str | None:
+    try:
+        return hashlib.sha256(zf.read(name)).hexdigest()
+    except KeyError:
+        return None
+
+
+def _kept_files(entry: dict[str, Any]) -> set[str]:
+    return {a["sha256"] for a in attachments(_content(entry)) if kept(a)}
 
 
 def _content(entry: dict[str, Any]) -> dict[str, Any] | None:

@@ -1,12 +1,14 @@
 """EML export: one RFC 5322 message per record, readable by any mail or e-discovery tool.
 
-The archive keeps attachment metadata and hashes, not the files, so each
-attachment becomes an inline part describing it (name, type, size, sha256, url).
+Each attachment the archive keeps the bytes of is attached as itself; one it
+never had the bytes of (too large, or unreachable when it was sent) becomes an
+inline part describing it (name, type, size, sha256, url).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -14,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from bridge.archive.export.pieces import Piece, byte_piece
+from bridge.archive.jsonform import attachments
 from bridge.codec import parse_timestamp
 
 DOMAIN = "switchboard.invalid"  # RFC 2606: can never be mistaken for a deliverable address
 
 
-def render_eml(record: dict[str, Any], content: dict[str, Any] | None) -> bytes:
+def render_eml(record: dict[str, Any], content: dict[str, Any] | None, files: Mapping[str, bytes]) -> bytes:
     msg = EmailMessage()
     network = record["network"] or "archive"
     sender = record["employee_id"] or record["sender"] or "unknown"
@@ -41,7 +44,14 @@ def render_eml(record: dict[str, Any], content: dict[str, Any] | None) -> bytes:
     if record["flags"]:
         msg["X-Switchboard-Flags"] = ", ".join(record["flags"])
     msg.set_content(_body(record))
-    for att in (content or {}).get("attachments", []):
+    for att in attachments(content):
+        data = files.get(att.get("sha256", ""))
+        if data is not None:
+            maintype, _, subtype = (att.get("mimetype") or "").partition("/")
+            if not (maintype and subtype):
+                maintype, subtype = "application", "octet-stream"
+            msg.add_attachment(data, maintype, subtype, filename=att.get("name") or att["sha256"])
+            continue
         lines = [f"{k}: {att.get(k)}" for k in ("name", "mimetype", "size", "sha256", "url") if att.get(k)]
         msg.add_attachment("\n".join(lines) + "\n", disposition="inline", filename=att.get("name") or None)
     return bytes(msg)
@@ -68,9 +78,11 @@ class EmlWriter:
         self.dir.mkdir()
         self.files: list[str] = []
 
-    def add(self, record: dict[str, Any], content: dict[str, Any] | None) -> Piece:
+    def add(
+        self, record: dict[str, Any], content: dict[str, Any] | None, files: Mapping[str, bytes]
+    ) -> Piece:
         name = f"eml/{record['seq']:010d}.eml"
-        data = render_eml(record, content)
+        data = render_eml(record, content, files)
         (self.dir.parent / name).write_bytes(data)
         self.files.append(name)
         return byte_piece(name, data)

@@ -2,19 +2,23 @@
 
 Edits and deletes are folded into the event of the message they change, as
 RSMF wants (`edits` with the text before and after, `deleted`); replies point
-at their `parent`. Standard library only: the offline verifier rebuilds the
+at their `parent`. Kept attachments are files in the zip that events name in
+`attachments`; one the archive never had the bytes of is described in the
+event's `custom` fields. Standard library only: the offline verifier rebuilds the
 manifest from the bundle's proven records and compares it event by event.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from bridge.archive.export.pieces import Piece
+from bridge.archive.jsonform import attachments, kept
 
 NAME = "rsmf.zip"
 MANIFEST = "rsmf_manifest.json"
@@ -79,14 +83,20 @@ def build_manifest(items: Iterable[tuple[dict[str, Any], dict[str, Any] | None]]
             "deleted": record["kind"] == "delete",
             "edits": [],
             "attachments": [
-                {"id": a.get("sha256") or a.get("name"), "display": a.get("name"), "size": a.get("size")}
-                for a in (content or {}).get("attachments", [])
+                {"id": attachment_id(a), "display": a.get("name"), "size": a.get("size")}
+                for a in attachments(content)
+                if kept(a)
             ],
             "custom": [
                 {"name": "seq", "value": str(record["seq"])},
                 {"name": "kind", "value": record["kind"]},
                 {"name": "network", "value": record["network"]},
                 {"name": "native_id", "value": record["native_id"]},
+                *(
+                    {"name": "attachment_not_kept", "value": _described(a)}
+                    for a in attachments(content)
+                    if not kept(a)
+                ),
             ],
         }
         parent = owner.get(record.get("reply_seq") or 0)
@@ -102,17 +112,38 @@ def build_manifest(items: Iterable[tuple[dict[str, Any], dict[str, Any] | None]]
     }
 
 
+def attachment_id(attachment: dict[str, Any]) -> str:
+    """The name of a kept attachment's file in the zip, which RSMF events refer to."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", attachment.get("name") or "file").lstrip(".") or "file"
+    return f"{attachment['sha256'][:16]}-{name}"
+
+
+def _described(attachment: dict[str, Any]) -> str:
+    return ", ".join(
+        str(attachment[k]) for k in ("name", "mimetype", "size", "sha256", "url") if attachment.get(k)
+    )
+
+
 class RsmfWriter:
     def __init__(self, out: Path) -> None:
-        self.out = out
         self.items: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+        # Files go in as they come, so only the manifest's input is held until the end.
+        self.zip = zipfile.ZipFile(out / NAME, "w", zipfile.ZIP_DEFLATED)
+        self.written: set[str] = set()
 
-    def add(self, record: dict[str, Any], content: dict[str, Any] | None) -> Piece:
+    def add(
+        self, record: dict[str, Any], content: dict[str, Any] | None, files: Mapping[str, bytes]
+    ) -> Piece:
         self.items.append((record, content))
+        for att in attachments(content):
+            member = attachment_id(att)
+            if kept(att) and member not in self.written and att["sha256"] in files:
+                self.zip.writestr(member, files[att["sha256"]])
+                self.written.add(member)
         return Piece(NAME)  # the verifier rebuilds the manifest instead of slicing the zip
 
     def close(self) -> list[str]:
         manifest = json.dumps(build_manifest(self.items), ensure_ascii=False, indent=1)
-        with zipfile.ZipFile(self.out / NAME, "w", zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr(MANIFEST, manifest)
+        self.zip.writestr(MANIFEST, manifest)
+        self.zip.close()
         return [NAME]

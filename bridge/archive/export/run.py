@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,18 +18,20 @@ from bridge.archive.export.lines import CsvWriter, JsonlWriter
 from bridge.archive.export.pieces import Piece, file_sha256
 from bridge.archive.export.rsmf import RsmfWriter
 from bridge.archive.hashing import seqs_sha256
-from bridge.archive.jsonform import record_json
+from bridge.archive.jsonform import attachments, kept, record_json
 from bridge.archive.merkle import MerkleTree
 from bridge.archive.schema import records
 from bridge.archive.search import Filters, select_records
-from bridge.archive.store import ArchiveStore
+from bridge.archive.store import ArchiveStore, kept_files
 from bridge.codec import canonical, timestamp
 
 RECORD_COLUMNS = [c.name for c in records.columns]
 
 
 class Writer(Protocol):
-    def add(self, record: dict[str, Any], content: dict[str, Any] | None) -> Piece: ...
+    def add(
+        self, record: dict[str, Any], content: dict[str, Any] | None, files: Mapping[str, bytes]
+    ) -> Piece: ...
 
     def close(self) -> list[str]: ...
 
@@ -79,7 +81,8 @@ def run_export(
         with (out / "proofs.jsonl").open("wb") as proofs:
             for row in conn.execution_options(yield_per=5000).execute(query):
                 content = json.loads(row.body) if row.body is not None else None
-                piece = writer.add(record_json(row), content)
+                files = kept_files(conn, row.seq) if any(map(kept, attachments(content))) else {}
+                piece = writer.add(record_json(row), content, files)
                 seq = row.seq
                 entry = {
                     "seq": seq,
