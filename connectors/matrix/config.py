@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 DEFAULT_GHOST_PREFIX = "_sb_"
+DEFAULT_MAX_FILE_MB = 20
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class MatrixConfig:
     # create only aliases in its namespace, so a missing `#room:server_name`
     # can be created only when it matches one of these.
     alias_regexes: tuple[str, ...] = ()
+    max_file_bytes: int = DEFAULT_MAX_FILE_MB * 1024 * 1024  # larger files are archived as metadata only
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> MatrixConfig:
@@ -46,6 +48,7 @@ class MatrixConfig:
             bot=_text(appservice, "bot", "matrix.appservice.bot"),
             ghost_prefix=str(options.get("ghost_prefix") or DEFAULT_GHOST_PREFIX),
             alias_regexes=_regexes(appservice.get("aliases"), "matrix.appservice.aliases"),
+            max_file_bytes=_megabytes(options.get("max_file_mb", DEFAULT_MAX_FILE_MB), "matrix.max_file_mb"),
         )
 
     @property
@@ -85,3 +88,9 @@ def _regexes(value: Any, where: str) -> tuple[str, ...]:
         except re.error as exc:
             raise ValueError(f"{where}: {regex!r}: {exc}") from None
     return tuple(value)
+
+
+def _megabytes(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ValueError(f"{where}: expected a positive number of megabytes, got {value!r}")
+    return int(value * 1024 * 1024)

@@ -6,6 +6,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from bridge.connector import Capabilities, Connector, ConnectorContext, DeliveryError, Option, Sink
@@ -13,7 +14,7 @@ from bridge.model import Attachment, Event, Outbound
 from bridge.text import Span, Text
 from connectors.matrix.appservice import AppserviceServer
 from connectors.matrix.client import MatrixClient, MatrixError
-from connectors.matrix.config import DEFAULT_GHOST_PREFIX, MatrixConfig
+from connectors.matrix.config import DEFAULT_GHOST_PREFIX, DEFAULT_MAX_FILE_MB, MatrixConfig
 from connectors.matrix.ghosts import Ghosts
 from connectors.matrix.inbound import Inbound, MediaRef, media_ref
 from connectors.matrix.outbound import edit_content, file_content, message_content, text_content, txn_id
@@ -43,6 +44,11 @@ class MatrixConnector(Connector):
             "aliases (optional regexes of room aliases the bridge may create when missing)",
         ),
         "ghost_prefix": Option(str, default=DEFAULT_GHOST_PREFIX, help="localpart prefix of ghost users"),
+        "max_file_mb": Option(
+            (int, float),
+            default=DEFAULT_MAX_FILE_MB,
+            help="largest file fetched from Matrix; larger ones are archived as name, type and size only",
+        ),
     }
 
     def __init__(self, ctx: ConnectorContext) -> None:
@@ -236,6 +242,10 @@ class MatrixConnector(Connector):
         return self.inbound.convert(raw, attachments)
 
     async def _fetch(self, ref: MediaRef) -> Attachment:
+        described = Attachment(ref.name, ref.mimetype, ref.size, sha256="", url=ref.url)
+        if ref.size > self.config.max_file_bytes:
+            self.log.info("not fetching %s: %d bytes is over max_file_mb", ref.url, ref.size)
+            return described
         try:
             data = await self.client.download(ref.url)
         except MatrixError as exc:
@@ -243,7 +253,10 @@ class MatrixConnector(Connector):
                 raise
             # Gone or refused for good: archive that a file was sent, without its content.
             self.log.warning("could not fetch %s: %s", ref.url, exc)
-            return Attachment(ref.name, ref.mimetype, ref.size, sha256="", url=ref.url)
+            return described
+        if len(data) > self.config.max_file_bytes:  # the size in the event was the sender's word
+            self.log.info("not keeping %s: %d bytes is over max_file_mb", ref.url, len(data))
+            return replace(described, size=len(data))
         return Attachment(
             ref.name, ref.mimetype, len(data), hashlib.sha256(data).hexdigest(), url=ref.url, data=data
         )

@@ -510,6 +510,43 @@ async def test_files_both_ways(bridge: Bridge, alice: AsyncClient, synapse: Syna
     assert isinstance(downloaded, MemoryDownloadResponse) and downloaded.body == image
 
 
+async def test_files_over_the_limit_are_described_not_kept(
+    alice: AsyncClient,
+    synapse: SynapseSession,  # noqa: F811
+) -> None:
+    small = Bridge(synapse.matrix_options() | {"max_file_mb": 0.001}, MemoryState(), synapse.hs_token)
+    await small.start()
+    try:
+        room_id, alias = await create_room(alice)
+        await small.c.join(alias)
+        data = b"x" * 1800  # over the 1048-byte limit
+        uploaded, _ = await alice.upload(
+            lambda *_: data, content_type="text/plain", filename="big.txt", filesize=len(data)
+        )
+        assert isinstance(uploaded, UploadResponse), uploaded
+        for claimed in (len(data), 10):  # the second sender understates the size
+            await say(
+                alice,
+                room_id,
+                {
+                    "msgtype": "m.file",
+                    "body": "big.txt",
+                    "url": uploaded.content_uri,
+                    "info": {"mimetype": "text/plain", "size": claimed},
+                },
+            )
+        got = await wait_for(
+            lambda: len(small.sink.in_room(room_id)) == 2 and small.sink.in_room(room_id), "both"
+        )
+        for event in got:
+            assert isinstance(event, Message)
+            (attachment,) = event.attachments
+            assert (attachment.name, attachment.size, attachment.data) == ("big.txt", len(data), None)
+            assert attachment.url == uploaded.content_uri
+    finally:
+        await small.stop()
+
+
 async def test_delivery_errors(bridge: Bridge) -> None:
     with pytest.raises(DeliveryError) as failed:
         await bridge.c.send(outbound("!nowhere:corp.test", f"k-{uuid.uuid4().hex}", "lost"))

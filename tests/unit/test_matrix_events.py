@@ -218,6 +218,31 @@ def test_edit_content() -> None:
     assert content["m.relates_to"] == {"rel_type": "m.replace", "event_id": "$orig"}
 
 
+def test_a_broadcast_from_another_network_mentions_the_room() -> None:
+    here = Text(
+        "@here look, Alice",
+        (
+            Span("mention", 0, 5, network="slack", user="!here"),
+            Span("mention", 12, 17, network="matrix", user=ALICE),
+        ),
+    )
+    content = message_content(outbound(text=here), network="matrix", ghosts=GHOSTS)
+    assert content["m.mentions"] == {"user_ids": [ALICE], "room": True}
+    assert content["formatted_body"] == f'@here look, <a href="https://matrix.to/#/{ALICE}">Alice</a>'
+    edit = edit_content(
+        outbound(kind="edit", target_native_id="$o", text=here), network="matrix", ghosts=GHOSTS
+    )
+    assert edit["m.mentions"] == {}  # an edit pings nobody again, but its new content still says so
+    assert edit["m.new_content"]["m.mentions"] == {"user_ids": [ALICE], "room": True}
+    # Its reply or edit goes back as a broadcast; a group is no broadcast and pings nobody.
+    back = INBOUND.convert(event(edit["m.new_content"]))
+    assert isinstance(back, Message) and back.text.mentions()[0].user == "!here"
+    group = Text("@ops", (Span("mention", 0, 4, network="slack", user="!subteam^S0OPS"),))
+    assert message_content(outbound(text=group), network="matrix", ghosts=GHOSTS)["m.mentions"] == {
+        "user_ids": []
+    }
+
+
 def test_txn_ids_are_stable_and_distinct() -> None:
     assert txn_id("k1") == txn_id("k1")
     assert len({txn_id("k1"), txn_id("k2"), txn_id("k1", "file0")}) == 3
@@ -262,8 +287,15 @@ def test_config_and_registration() -> None:
         ({"server_name": ""}, "matrix.server_name"),
         ({"appservice": {**OPTIONS["appservice"], "listen": "29333"}}, "matrix.appservice.listen"),
         ({"appservice": {**OPTIONS["appservice"], "hs_token": None}}, "matrix.appservice.hs_token"),
+        ({"max_file_mb": 0}, "matrix.max_file_mb: expected a positive number"),
+        ({"max_file_mb": "20"}, "matrix.max_file_mb: expected a positive number"),
     ],
 )
 def test_config_errors_name_the_key(change: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         MatrixConfig.from_options({**OPTIONS, **change})
+
+
+def test_max_file_mb_is_read_in_megabytes() -> None:
+    assert MatrixConfig.from_options(OPTIONS).max_file_bytes == 20 * 1024 * 1024
+    assert MatrixConfig.from_options({**OPTIONS, "max_file_mb": 0.5}).max_file_bytes == 512 * 1024
