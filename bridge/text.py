@@ -8,12 +8,18 @@ codes) may also produce overlapping spans, and renderers must cope.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from itertools import pairwise
 from typing import Literal
 
 SpanKind = Literal["bold", "italic", "strike", "underline", "code", "pre", "link", "mention"]
+
+# Users of mention spans that address a whole room rather than one person. They mean
+# the same on every network, so each renders them in its own way whoever wrote them:
+# `!channel` everyone in the room, `!here` those of them active now, `!everyone`
+# everyone on the network (Slack's whole workspace).
+BROADCASTS = frozenset({"!here", "!channel", "!everyone"})
 
 # Order in which renderers open tags that start at the same offset.
 SPAN_ORDER: tuple[SpanKind, ...] = (
@@ -77,6 +83,13 @@ class Text:
 
     def mentions(self) -> list[Span]:
         return [s for s in self.spans if s.kind == "mention"]
+
+    def with_spans(self, spans: Iterable[Span]) -> Text:
+        """The same text with more spans, kept in the order a builder leaves them."""
+        builder = TextBuilder()
+        builder.extend(self)
+        builder.spans.extend(spans)
+        return builder.build()
 
     def replace_span_text(self, span: Span, new: str) -> Text:
         """Replace the text covered by one span, keeping every span consistent."""

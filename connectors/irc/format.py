@@ -97,11 +97,11 @@ def parse(raw: str, network: str, resolve_nick: NickResolver | None = None) -> T
 
 
 def _add_links(text: Text) -> Text:
-    spans = list(text.spans)
+    links = []
     for match in _URL.finditer(text.plain):
         url = _trim_url(match.group())
-        spans.append(Span("link", match.start(), match.start() + len(url), url=url))
-    return _with_spans(text, spans)
+        links.append(Span("link", match.start(), match.start() + len(url), url=url))
+    return text.with_spans(links)
 
 
 def _trim_url(url: str) -> str:
@@ -121,14 +121,7 @@ def _add_mention(text: Text, network: str, resolve_nick: NickResolver | None) ->
     if not user:
         return text
     mention = Span("mention", 0, len(nick), network=network, user=user)
-    return _with_spans(text, [*text.spans, mention])
-
-
-def _with_spans(text: Text, spans: list[Span]) -> Text:
-    builder = TextBuilder()
-    builder.append(text.plain)
-    builder.spans = spans
-    return builder.build()
+    return text.with_spans([mention])
 
 
 def render(text: Text) -> str:

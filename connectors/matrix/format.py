@@ -39,11 +39,13 @@ _TAGS: dict[SpanKind, str] = {
     "underline": "u",
     "code": "code",
 }
-# Blank lines these blocks leave around themselves, as Element's plain body does.
+# Line breaks these blocks leave around themselves, as Element's plain body does; those a
+# `<br>` already made count towards them. A code block only needs lines of its own: Element
+# puts it between paragraphs when it wants blank lines, and the renderer writes them as `<br>`.
 _BLOCK_BREAKS = {
     "p": 2,
     "blockquote": 2,
-    "pre": 2,
+    "pre": 1,
     "ul": 2,
     "ol": 2,
     "h1": 2,
@@ -69,6 +71,14 @@ _SAFE_SCHEMES = ("http://", "https://", "mailto:", "ftp://", "matrix:", "tel:")
 _MATRIX_TO = re.compile(r"^https://matrix\.to/#/([^/?#]+)")
 _MATRIX_URI = re.compile(r"^matrix:u/([^/?#]+)")
 _SPACE = re.compile(r"[ \t\n\r\f]+")
+# What a broadcast reads as here: `@room` is Matrix's own (everyone in the room), the others
+# are other networks' broadcasts as shown here, so they go back the way they came.
+_BROADCAST_WORDS = {"@room": "!channel", "@channel": "!channel", "@here": "!here", "@everyone": "!everyone"}
+_BROADCAST = re.compile(
+    r"(?<![\w@])(?:" + "|".join(map(re.escape, _BROADCAST_WORDS)) + r")(?![\w-]|:\w)"  # not @room:server
+)
+# Spans a broadcast word inside is not one: it is code, a link's label or a name.
+_OPAQUE: frozenset[SpanKind] = frozenset({"code", "pre", "link", "mention"})
 
 
 def parse_content(content: Mapping[str, Any], *, network: str, ghosts: Ghosts, reply: bool) -> Text:
@@ -76,6 +86,15 @@ def parse_content(content: Mapping[str, Any], *, network: str, ghosts: Ghosts, r
 
     `reply`: the event is a reply, so a plain body may start with a quoted fallback.
     """
+    text = _content_text(content, network=network, ghosts=ghosts, reply=reply)
+    mentions = content.get("m.mentions")
+    # Only an intentional room mention broadcasts: a word typed alone pings nobody on Matrix.
+    if isinstance(mentions, Mapping) and mentions.get("room") is True:
+        return _with_broadcasts(text, network)
+    return text
+
+
+def _content_text(content: Mapping[str, Any], *, network: str, ghosts: Ghosts, reply: bool) -> Text:
     body = content.get("body")
     body = body if isinstance(body, str) else ""
     formatted = content.get("formatted_body")
@@ -84,6 +103,16 @@ def parse_content(content: Mapping[str, Any], *, network: str, ghosts: Ghosts, r
         if text or not body:
             return text
     return Text.of(strip_reply_fallback(body) if reply else body)
+
+
+def _with_broadcasts(text: Text, network: str) -> Text:
+    opaque = [s for s in text.spans if s.kind in _OPAQUE]
+    found = [
+        Span("mention", m.start(), m.end(), network=network, user=_BROADCAST_WORDS[m.group()])
+        for m in _BROADCAST.finditer(text.plain)
+        if not any(s.start < m.end() and m.start() < s.end for s in opaque)
+    ]
+    return text.with_spans(found)
 
 
 def strip_reply_fallback(body: str) -> str:
@@ -155,7 +184,7 @@ class _Parser(HTMLParser):
 
     def _settle(self) -> None:
         if self.breaks and self.out.length:
-            self.out.append("\n" * self.breaks)
+            self._pay_breaks()
             self.at_line_start = True
         elif self.space and not self.at_line_start:
             self.out.append(" ")
@@ -182,11 +211,21 @@ class _Parser(HTMLParser):
 
     def _newline(self) -> None:
         if self.breaks and self.out.length:
-            self.out.append("\n" * self.breaks)
+            self._pay_breaks()
         self.breaks = 0
         self.space = False
         self.out.append("\n")
         self.at_line_start = True
+
+    def _pay_breaks(self) -> None:
+        # A `<br>` right before a block already ended the line, as a browser shows it.
+        ending = 0
+        for part in reversed(self.out.parts):
+            kept = part.rstrip("\n")
+            ending += len(part) - len(kept)
+            if kept:
+                break
+        self.out.append("\n" * max(0, self.breaks - ending))
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if self.skip:
@@ -274,12 +313,11 @@ class _Parser(HTMLParser):
         code = "".join(self.pre or ()).removesuffix("\n")
         self.pre = None
         if code:
-            self._block(2)
             self._settle()
             start = self.out.length
             self.out.append(code)
             self.out.add_span("pre", start)
-        self._block(2)
+        self._block(_BLOCK_BREAKS["pre"])
 
     def handle_data(self, data: str) -> None:
         if self.skip:
@@ -302,7 +340,9 @@ class _Parser(HTMLParser):
         while self.stack:
             self._close(self.stack.pop())
         text = self.out.build()
-        return text.slice(0, len(text.plain.rstrip()))
+        # Trailing line breaks are layout, but a code block keeps every character of its own.
+        end = max([len(text.plain.rstrip()), *(s.end for s in text.spans if s.kind == "pre")])
+        return text.slice(0, end)
 
 
 def _start_number(attrs: list[tuple[str, str | None]]) -> int:
@@ -343,11 +383,10 @@ class _Renderer:
             if any(s.kind == "pre" for s, _ in self.open):
                 self.parts.append(escape(chunk, quote=False))
                 continue
-            # A code block is a block: the blank lines around it in plain text are its margins.
+            # The parser ends a code block's last line by itself, so the break after one is not
+            # written; those before one are, as the parser counts them towards its own.
             if i > 0 and _has_pre(segments[i - 1][1]):
-                chunk = _strip_newlines(chunk, leading=True)
-            if i + 1 < len(segments) and _has_pre(segments[i + 1][1]):
-                chunk = _strip_newlines(chunk, leading=False)
+                chunk = chunk.removeprefix("\n")
             self.parts.append(escape(chunk, quote=False).replace("\n", "<br>"))
         while self.open:
             self.parts.append(self.open.pop()[1])
@@ -355,7 +394,9 @@ class _Renderer:
 
     def _tags(self, span: Span) -> tuple[str, str]:
         if span.kind == "mention":
-            if span.user.startswith("!"):  # a broadcast elsewhere (Slack's <!here>): no person to pill
+            # A broadcast or a group (Slack's <!here>, <!subteam^…>) has no one person to pill;
+            # a broadcast stays text, which m.mentions makes ping the room.
+            if span.user.startswith("!"):
                 return "", ""
             try:
                 mxid = (
@@ -369,7 +410,8 @@ class _Renderer:
                 return "", ""
             return f'<a href="{escape(span.url, quote=True)}">', "</a>"
         if span.kind == "pre":
-            return "<pre><code>", "</code></pre>"
+            # Like Element's, the code ends with a newline that the parser drops again.
+            return "<pre><code>", "\n</code></pre>"
         if span.kind == "code" and any(s.kind == "pre" for s, _ in self.open):
             return "", ""
         tag = _TAGS[span.kind]
@@ -378,12 +420,3 @@ class _Renderer:
 
 def _has_pre(spans: tuple[Span, ...]) -> bool:
     return any(s.kind == "pre" for s in spans)
-
-
-def _strip_newlines(chunk: str, *, leading: bool) -> str:
-    for _ in range(2):
-        if leading and chunk.startswith("\n"):
-            chunk = chunk[1:]
-        elif not leading and chunk.endswith("\n"):
-            chunk = chunk[:-1]
-    return chunk

@@ -6,7 +6,7 @@ import hashlib
 from typing import Any
 
 from bridge.model import Attachment, MessageKind, Outbound
-from bridge.text import Text
+from bridge.text import BROADCASTS, Text
 from connectors.matrix.format import HTML_FORMAT, render
 from connectors.matrix.ghosts import Ghosts
 
@@ -26,14 +26,18 @@ def text_content(text: Text, msgtype: str, *, network: str, ghosts: Ghosts) -> d
         content["formatted_body"] = formatted
     # Always present, so clients ping exactly the mentioned users and never match
     # bridged words like "@room" against push rules.
-    content["m.mentions"] = {"user_ids": mentioned(text, network=network, ghosts=ghosts)}
+    mentions: dict[str, Any] = {"user_ids": mentioned(text, network=network, ghosts=ghosts)}
+    if any(span.user in BROADCASTS for span in text.mentions()):
+        # Matrix's only broadcast; the text still says which one (`@here`, `@channel`).
+        mentions["room"] = True
+    content["m.mentions"] = mentions
     return content
 
 
 def mentioned(text: Text, *, network: str, ghosts: Ghosts) -> list[str]:
     users = set()
     for span in text.mentions():
-        if span.user.startswith("!"):  # a broadcast on another network pings nobody here
+        if span.user.startswith("!"):  # a broadcast or a group is nobody's user id
             continue
         if span.network == network:
             users.add(span.user)

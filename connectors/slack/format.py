@@ -12,7 +12,9 @@ zero-width spaces; the parser drops zero-width spaces next to markers again.
 Mentions keep the network's own ids: `<@U123>` becomes a mention span with
 user `U123`; broadcasts (`<!here>`) and user groups (`<!subteam^S1|@ops>`)
 become mention spans whose user is the sequence itself (`!here`), so they
-survive a trip through the core and render back unchanged. Channel mentions
+survive a trip through the core and render back unchanged. Broadcasts are
+`bridge.text.BROADCASTS`, which other networks parse too: one written
+anywhere renders as Slack's own (`<!channel>` for Matrix's `@room`). Channel mentions
 become links to `https://slack.com/app_redirect?channel=C123`, which any
 reader can open and which this renderer turns back into `<#C123|name>`.
 """
@@ -26,7 +28,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Literal
 
-from bridge.text import Span, SpanKind, Text, TextBuilder
+from bridge.text import BROADCASTS, Span, SpanKind, Text, TextBuilder
 
 NameLookup = Callable[[str], str | None]
 
@@ -34,7 +36,6 @@ ZWSP = "\u200b"
 _STYLE_MARKERS: dict[str, SpanKind] = {"*": "bold", "_": "italic", "~": "strike"}
 _MARKER_FOR: dict[SpanKind, str] = {kind: marker for marker, kind in _STYLE_MARKERS.items()}
 _MARKER_CHARS = frozenset("*_~`")
-_BROADCASTS = frozenset({"!here", "!channel", "!everyone"})
 _CHANNEL_URL = "https://slack.com/app_redirect?channel="
 
 _SEQUENCE = re.compile(r"<([^<>]+)>")
@@ -245,7 +246,7 @@ class _Parser:
             channel = target[1:]
             self.out.append("#" + (label or self.channel_name(channel) or channel))
             self.out.add_span("link", begin, url=channel_url(channel))
-        elif target in _BROADCASTS or _SUBTEAM.fullmatch(target):
+        elif target in BROADCASTS or _SUBTEAM.fullmatch(target):
             # Without a label a group shows its id: `<!subteam^S123>` reads @S123.
             self.out.append(
                 label
@@ -416,13 +417,13 @@ def _fallback_text(text: Text, span: Span, network: str) -> str:
 
 
 def _mention(span: Span, visible: str, network: str) -> str | None:
+    user = span.user
+    if user in BROADCASTS:  # the canonical names are Slack's own
+        return f"<{user}>"
     if span.network != network:
         return None
-    user = span.user
     if _USER_ID.fullmatch(user):
         return f"<@{user}>"
-    if user in _BROADCASTS:
-        return f"<{user}>"
     if _SUBTEAM.fullmatch(user):
         handle = visible if visible.startswith("@") else "@" + visible
         if handle == "@" + user.partition("^")[2]:

@@ -115,6 +115,17 @@ def test_pre_is_plain_and_overlapping_spans_render() -> None:
     assert render(overlapping) == "\x02a\x1db\x02c\x1d"
 
 
+def test_broadcasts_read_as_written() -> None:
+    text = Text(
+        "@here and @channel",
+        (
+            Span("mention", 0, 5, network="slack", user="!here"),
+            Span("mention", 10, 18, network="matrix", user="!channel"),
+        ),
+    )
+    assert render(text) == "@here and @channel"
+
+
 def test_control_characters_in_text_cannot_act_on_irc() -> None:
     text = Text.of("\x01ACTION evil\x01 \x02not bold\x03 4 tab\there\r\nX\x00")
     assert render(text) == "ACTION evil not bold 4 tab here  X"

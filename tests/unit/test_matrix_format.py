@@ -166,6 +166,13 @@ def test_render_refuses_unsafe_links() -> None:
         Text("a\nb", (Span("italic", 0, 3),)),
         Text("x code y", (Span("code", 2, 6),)),
         Text("before\n\nline 1\n  line 2\n\nafter", (Span("pre", 8, 23),)),
+        Text("look:\ndef f():\n    return 1", (Span("pre", 6, 27),)),
+        Text("code\nnext", (Span("pre", 0, 4),)),
+        Text("a\n\n\nb\n\n\nc", (Span("pre", 4, 5),)),
+        Text("one\ntwo", (Span("pre", 0, 3), Span("pre", 4, 7))),
+        Text("one\n\ntwo", (Span("pre", 0, 3), Span("pre", 5, 8))),
+        Text("one\n\n\ntwo", (Span("pre", 0, 3), Span("pre", 6, 9))),
+        Text("\nmulti\n  line\n", (Span("pre", 0, 14),)),
         Text("ping Bob now", (Span("mention", 5, 8, network="irc", user="Bob"),)),
         Text("see site", (Span("link", 4, 8, url="https://example.com/"),)),
         Text(
@@ -190,3 +197,63 @@ def test_broadcast_mentions_from_other_networks_render_as_plain_text() -> None:
     body, html = render(text, network="matrix", ghosts=Ghosts("_sb_", "corp.test"))
     assert body == "@here look"
     assert html == "@here look" and "matrix.to" not in html
+
+
+def test_code_blocks_need_only_a_line_of_their_own() -> None:
+    # Text and blocks around a code block start on a new line; only <p> makes a blank one.
+    assert parse("look:<pre><code>x\n</code></pre>next").plain == "look:\nx\nnext"
+    assert parse("look:<br><pre><code>x\n</code></pre>").plain == "look:\nx"
+    assert parse("<p>look:</p><pre><code>x\n</code></pre><p>next</p>").plain == "look:\n\nx\n\nnext"
+
+
+def test_code_blocks_render_with_their_line_breaks() -> None:
+    _, formatted = to_matrix(Text("look:\ndef f():\n    return 1", (Span("pre", 6, 27),)))
+    assert formatted == "look:<br><pre><code>def f():\n    return 1\n</code></pre>"
+
+
+def room(body: str, html: str | None = None, *, mentions: dict | None = None) -> Text:
+    content: dict = {"body": body, "m.mentions": mentions if mentions is not None else {"room": True}}
+    if html is not None:
+        content |= {"format": "org.matrix.custom.html", "formatted_body": html}
+    return parse_content(content, network="matrix", ghosts=GHOSTS, reply=False)
+
+
+def test_a_room_mention_is_a_broadcast_named_as_written() -> None:
+    text = room("@room @here, @channel and @everyone!")
+    assert [(text.plain[s.start : s.end], s.network, s.user) for s in text.spans] == [
+        ("@room", "matrix", "!channel"),
+        ("@here", "matrix", "!here"),
+        ("@channel", "matrix", "!channel"),
+        ("@everyone", "matrix", "!everyone"),
+    ]
+    assert room("<b>@here</b> look", "<b>@here</b> look").mentions()[0].user == "!here"
+
+
+def test_broadcast_words_without_a_room_mention_are_text() -> None:
+    assert room("@here look", mentions={"user_ids": []}).spans == ()
+    assert room("@here look", mentions={"room": "yes"}).spans == ()
+    assert parse_content({"body": "@room look"}, network="matrix", ghosts=GHOSTS, reply=False).spans == ()
+
+
+def test_broadcast_words_in_code_links_names_and_ids_are_not_broadcasts() -> None:
+    html = (
+        '<code>@here</code> <a href="https://e.test/">@here</a> '
+        '<a href="https://matrix.to/#/@here:corp.test">@here</a> @room:corp.test x@here @heres'
+    )
+    text = room("", html)
+    assert [s.kind for s in text.spans] == ["code", "link", "mention"]
+    assert text.mentions()[0].user == "@here:corp.test"
+
+
+def test_broadcasts_from_other_networks_round_trip() -> None:
+    text = Text(
+        "@here and @channel look",
+        (
+            Span("mention", 0, 5, network="slack", user="!here"),
+            Span("mention", 10, 18, network="slack", user="!channel"),
+        ),
+    )
+    body, formatted = to_matrix(text)
+    back = room(body, formatted)
+    assert back.plain == text.plain
+    assert [(s.start, s.end, s.user) for s in back.spans] == [(s.start, s.end, s.user) for s in text.spans]
