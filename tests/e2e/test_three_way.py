@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import hashlib
+import io
 import json
 import random
 import re
@@ -33,6 +35,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from nio import UploadResponse
 
 from bridge.sandbox.ircd import Ngircd
 from bridge.sandbox.ports import free_port
@@ -573,6 +576,59 @@ async def test_slack_image_is_linked_on_irc(world: World) -> None:
     assert line.startswith("<Carol White> ") and re.search(r"https?://\S+", line), line
 
 
+async def test_slack_image_is_viewable_in_matrix(world: World) -> None:
+    name, data, ts = _share_image(world, unique("img"))
+    # The archive knows the file: name, type, size and hash.
+    seq = await world.slack_message_seq(ts)
+    body, _ = world.content_of(seq)
+    [attachment] = body["attachments"]
+    assert (attachment["name"], attachment["mimetype"], attachment["size"]) == (name, "image/png", len(data))
+    assert attachment["sha256"] == hashlib.sha256(data).hexdigest()
+    image = await world.on_matrix(
+        lambda e: (
+            e["type"] == "m.room.message"
+            and e["sender"] == world.ghost_carol
+            and e["content"].get("msgtype") == "m.image"
+            and e["content"].get("body") == name
+        ),
+        f"m.image {name} from Carol",
+    )
+    content = image["content"]
+    assert content["url"].startswith("mxc://"), content
+    server, _, media_id = content["url"].removeprefix("mxc://").partition("/")
+    url = f"{world.synapse.url}/_matrix/client/v1/media/download/{server}/{media_id}"
+    async with aiohttp.ClientSession() as http:
+        headers = {"Authorization": f"Bearer {world.alice.client.access_token}"}
+        async with http.get(url, headers=headers) as resp:
+            assert resp.status == 200, await resp.text()
+            got = await resp.read()
+    assert hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest()
+    assert content["info"]["mimetype"] == "image/png" and content["info"]["size"] == len(data)
+
+
+async def test_matrix_file_arrives_on_slack(world: World) -> None:
+    tag = unique("f")
+    data = b"%PDF-1.4 desk notes " + bytes(range(256)) * 24
+    name = f"notes-{tag}.pdf"
+    reply, _ = await world.alice.client.upload(
+        io.BytesIO(data), content_type="application/pdf", filename=name, filesize=len(data)
+    )
+    assert isinstance(reply, UploadResponse), reply
+    await world.alice.send(
+        world.room_id,
+        name,
+        msgtype="m.file",
+        url=reply.content_uri,
+        filename=name,
+        info={"size": len(data), "mimetype": "application/pdf"},
+    )
+    post = await world.on_slack(lambda p: any(f.name == name for f in p.files), f"{name} shared on Slack")
+    [shared] = [f for f in post.files if f.name == name]
+    assert hashlib.sha256(shared.data).hexdigest() == hashlib.sha256(data).hexdigest()
+    assert shared.mimetype == "application/pdf"
+    assert "Alice Smith" in post.text  # the share names who sent it
+
+
 # -- Slack's rate limits --------------------------------------------------------------
 
 
@@ -683,6 +739,13 @@ async def test_disconnect_request_mid_stream_loses_and_doubles_nothing(world: Wo
 # -- mrkdwn and mentions: Slack → Matrix → Slack ------------------------------------------
 
 
+def _everything(w: World) -> str:
+    return (
+        f"*bold* _it_ ~gone~ `x = 1` <https://example.com/a?b=1&amp;c=2|the docs> <@{w.carol.id}> "
+        f"<@{w.dave.id}> <#{w.channel2}|{w.channel2_name}> <!here> <!channel> a &amp; b &lt;c&gt;"
+    )
+
+
 MRKDWN: dict[str, Callable[[World], str]] = {
     "bold": lambda w: "*bold words*",
     "italic": lambda w: "_leaning words_",
@@ -694,6 +757,10 @@ MRKDWN: dict[str, Callable[[World], str]] = {
     "mention-user-also-on-matrix": lambda w: f"ping <@{w.dave.id}>",
     "channel-mention": lambda w: f"see <#{w.channel2}|{w.channel2_name}>",
     "escapes": lambda w: "a &amp; b &lt;tag&gt; c &gt; d",
+    "pre": lambda w: "look:\n```def f():\n    return 1```",
+    "here": lambda w: "<!here> heads up",
+    "channel": lambda w: "<!channel> heads up",
+    "everything": _everything,
 }
 
 
