@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 PG_LOCK_KEY = 0x53574252
 MIGRATIONS = Path(__file__).parent / "migrations"
 NEXT_SEQ = "switchboard_archive_next_seq"
+WRITE_OPTION = "switchboard_archive_write"  # execution option of connections that write
 ANALYZE_FROM = 10_000  # records; below this the planner's defaults are as good
 # Built once: constructing a statement costs more than executing it on SQLite.
 MAX_SEQ = select(func.max(records.c.seq))
@@ -171,7 +172,10 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Connection) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Writers take the lock up front (a deferred writer can fail to upgrade its lock);
+            # readers must not take it at all, or a long export would stall the live bridge.
+            write = conn.get_execution_options().get(WRITE_OPTION)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
         return engine
     return create_engine(url, pool_pre_ping=True)
@@ -191,6 +195,7 @@ class ArchiveStore:
     ) -> None:
         self.url = url
         self.engine = make_engine(url)
+        self._writer = self.engine.execution_options(**{WRITE_OPTION: True})
         self.is_postgres = self.engine.dialect.name == "postgresql"
         self.signer = signer
         self.checkpoint_every = max(1, checkpoint_every)
@@ -215,7 +220,7 @@ class ArchiveStore:
     def migrate(self) -> None:
         cfg = AlembicConfig()
         cfg.set_main_option("script_location", str(MIGRATIONS))
-        with self.engine.begin() as conn:
+        with self._writer.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
             if not self.is_postgres and (conn.execute(MAX_SEQ).scalar() or 0) >= ANALYZE_FROM:
@@ -231,7 +236,7 @@ class ArchiveStore:
 
     @contextmanager
     def writing(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
+        with self._writer.begin() as conn:
             if self.is_postgres:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_LOCK_KEY})
             try:

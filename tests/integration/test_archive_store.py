@@ -88,3 +88,20 @@ def test_state_store_round_trip(archive_url: str) -> None:
     store.state_put("matrix:txn:1", "again")
     assert store.state_get("matrix:txn:1") == "again"
     store.close()
+
+
+def test_a_reader_in_the_middle_of_a_long_read_does_not_hold_up_the_writer(archive_url: str) -> None:
+    """An export or search on a live archive must not stall the bridge's appends (SQLite: no write lock)."""
+    store = ArchiveStore(archive_url)
+    store.migrate()
+    for n in range(3):
+        store.append(_message(f"r{n}", f"before {n}"), [])
+    reader = ArchiveStore(archive_url)  # as `switchboard archive export` would, in its own process
+    with reader.engine.connect() as conn:
+        rows = conn.execute(select(records.c.seq).order_by(records.c.seq))
+        assert rows.fetchone() == (1,)  # the read transaction is open
+        appended = store.append(_message("r3", "during the read"), [])
+        assert appended is not None and appended.seq == 4
+        assert [seq for (seq,) in rows] == [2, 3]  # the reader keeps its own snapshot
+    reader.close()
+    store.close()
