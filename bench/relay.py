@@ -79,7 +79,9 @@ OBSERVER_AS = "bench-observer"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 TARGET_P50_MS, TARGET_P99_MS = 3.0, 15.0
 # Every benchmark message carries one token, so all observers pair arrivals by it.
-TOKEN = re.compile(r"\bsb[0-9a-f]{6}-(?:m2i|i2m|wm|wi)-\d{5}\b")
+# The kinds after m2i|i2m|wm|wi are bench.slack_relay's (Slack → IRC steady and steps, Slack → Matrix,
+# the Matrix baseline, warm-ups).
+TOKEN = re.compile(r"\bsb[0-9a-f]{6}-(?:m2i|i2m|wm|wi|s2i|st\d\d|s2m|mb|ws|wl)-\d{5}\b")
 FILLER = "price check on the usual, thanks"
 
 
@@ -122,9 +124,10 @@ def event_token(event: Mapping[str, Any]) -> str | None:
     return token_of(body) if isinstance(body, str) else None
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of one process (all its threads), from /proc/<pid>/stat."""
-    with open(f"/proc/{pid}/stat") as f:
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """User + system CPU of one process (all its threads), from /proc/<pid>/stat;
+    with `thread`, of that one thread only (/proc/<pid>/task/<thread>/stat)."""
+    with open(f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat") as f:
         # The command name may contain spaces and parentheses: fields start after the last ')'.
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
@@ -498,13 +501,31 @@ class Bench:
         kind: str,
         send: Callable[[str, Phase], Awaitable[None]],
         seen_by: dict[str, dict[str, float]],
+        *,
+        count: int | None = None,
+        rate: float | None = None,
     ) -> Phase:
-        tokens = [self.token(kind, i) for i in range(self.args.count)]
+        """`count` messages (default --count) sent by the bench at `rate` per second (default --rate)."""
+        tokens = [self.token(kind, i) for i in range(self.args.count if count is None else count)]
+        every = self.args.rate if rate is None else rate
+        return await self.measured(
+            name, tokens, lambda result: paced(tokens, every, lambda token: send(token, result)), seen_by
+        )
+
+    async def measured(
+        self,
+        name: str,
+        tokens: list[str],
+        drive: Callable[[Phase], Awaitable[None]],
+        seen_by: dict[str, dict[str, float]],
+    ) -> Phase:
+        """CPU and machine busyness around `drive` (which sends `tokens`, filling in `sent`) and the wait
+        until every observer in `seen_by` saw them all."""
         result = Phase(name, tokens, {}, {}, 0.0)
         pids = self.pids()
         before, busy_before = cpu_snapshot(pids), machine_busy_seconds()
         began = time.monotonic()
-        await paced(tokens, self.args.rate, lambda token: send(token, result))
+        await drive(result)
         await wait_seen(tokens, seen_by, self.args.timeout)
         after, busy_after = cpu_snapshot(pids), machine_busy_seconds()
         result.seconds = time.monotonic() - began
@@ -579,7 +600,7 @@ class Bench:
         added_m2i = stats_ms([irc[t] - push[t] for t in m2i_done])
 
         archived = {
-            (r.get("network"), token): _epoch(r["captured_at"])
+            (r.get("network"), token): epoch(r["captured_at"])
             for r in records
             if r.get("kind") == "message"
             and r.get("captured_at")
@@ -593,7 +614,7 @@ class Bench:
             if r.get("kind") == "message" and r.get("network") == "irc" and "-i2m-" in (r.get("text") or "")
         }
         delivered_at = sorted(
-            _epoch(r["captured_at"])
+            epoch(r["captured_at"])
             for r in records
             if r.get("kind") == "delivery" and r.get("target_seq") in i2m_seqs and r.get("captured_at")
         )
@@ -706,7 +727,7 @@ def code_version() -> str:
     return f"{head} + {len(changed)} uncommitted files in bridge/, connectors/" if changed else head
 
 
-def _epoch(stamp: str) -> float:
+def epoch(stamp: str) -> float:
     return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
 
 
@@ -716,14 +737,17 @@ async def _cancel(task: asyncio.Task[None]) -> None:
         await task
 
 
-def table(r: dict[str, Any]) -> str:
-    def row(label: str, s: dict[str, float], note: str = "") -> str:
-        if not s.get("n"):
-            return f"  {label:<44} {'-':>6}"
-        cells = f"{s['n']:>6} {s['p50']:>9.2f} {s['p99']:>9.2f}"
-        cells += f" {s['max']:>9.2f}" if "max" in s else f" {'':>9}"
-        return f"  {label:<44} {cells}  {note}".rstrip()
+def stats_row(label: str, s: dict[str, float], note: str = "") -> str:
+    """One table line of a stats_ms() result: n, p50, p99 and max (when known)."""
+    if not s.get("n"):
+        return f"  {label:<44} {'-':>6}"
+    cells = f"{s['n']:>6} {s['p50']:>9.2f} {s['p99']:>9.2f}"
+    cells += f" {s['max']:>9.2f}" if "max" in s else f" {'':>9}"
+    return f"  {label:<44} {cells}  {note}".rstrip()
 
+
+def table(r: dict[str, Any]) -> str:
+    row = stats_row
     st, m, i = r["settings"], r["matrix_to_irc"], r["irc_to_matrix"]
     target = f"target ≤ {TARGET_P50_MS:g} / ≤ {TARGET_P99_MS:g}: {'met' if m['target_met'] else 'MISSED'}"
     b = r["breakdown_ms"]
