@@ -13,11 +13,12 @@ from bridge.connector import Capabilities, Connector, ConnectorContext, Delivery
 from bridge.model import Attachment, Event, Outbound
 from bridge.text import Span, Text
 from connectors.matrix.appservice import AppserviceServer
-from connectors.matrix.client import MatrixClient, MatrixError
+from connectors.matrix.client import MatrixClient, MatrixError, q
 from connectors.matrix.config import DEFAULT_GHOST_PREFIX, DEFAULT_MAX_FILE_MB, MatrixConfig
 from connectors.matrix.ghosts import Ghosts
 from connectors.matrix.inbound import Inbound, MediaRef, media_ref
 from connectors.matrix.outbound import edit_content, file_content, message_content, text_content, txn_id
+from connectors.matrix.powers import RoomPowers, mentions_room, privileged_creators, without_room_mention
 
 ROOMS_KEY = "rooms"
 
@@ -61,6 +62,7 @@ class MatrixConnector(Connector):
         self._server: AppserviceServer | None = None
         self._rooms: set[str] = set()  # rooms join() was asked for; persisted, see start()
         self._awaited: set[str] = set()  # rooms join() was refused: an invite to them is accepted
+        self._powers_by_room: dict[str, RoomPowers] = {}
 
     @classmethod
     def registration(cls, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -235,11 +237,44 @@ class MatrixConnector(Connector):
         if raw.get("type") == "m.room.member":
             await self._membership(raw)
             return None
+        if raw.get("type") == "m.room.power_levels" and raw.get("state_key") == "":
+            known = self._powers_by_room.get(room_id)
+            if known is not None:
+                self._powers_by_room[room_id] = replace(known, levels=raw.get("content") or {})
+            return None
         if room_id not in self._rooms or self.inbound.is_ours(raw.get("sender", "")):
             return None
+        content = raw.get("content")
+        if (
+            isinstance(content, dict)
+            and mentions_room(content)
+            and not (await self._powers(room_id)).may_notify_room(raw.get("sender", ""))
+        ):
+            raw = {**raw, "content": without_room_mention(content)}
         ref = media_ref(raw)
         attachments = (await self._fetch(ref),) if ref is not None else ()
         return self.inbound.convert(raw, attachments)
+
+    async def _powers(self, room_id: str) -> RoomPowers:
+        """Who may do what in the room: read once, then kept current by the pushed state events."""
+        powers = self._powers_by_room.get(room_id)
+        if powers is None:
+            levels = await self._state_event(room_id, "m.room.power_levels")
+            create = await self._state_event(room_id, "m.room.create")
+            powers = RoomPowers(levels.get("content") or {}, privileged_creators(create))
+            self._powers_by_room[room_id] = powers
+        return powers
+
+    async def _state_event(self, room_id: str, event_type: str) -> dict[str, Any]:
+        """A state event as a whole (`format=event`: the creator is its sender); {} when unreadable."""
+        path = f"/_matrix/client/v3/rooms/{q(room_id)}/state/{q(event_type)}/"
+        try:
+            return await self.client.call("GET", path, query={"format": "event"})
+        except MatrixError as exc:
+            if not exc.permanent:
+                raise
+            self.log.warning("cannot read %s of %s: %s", event_type, room_id, exc)
+            return {}
 
     async def _fetch(self, ref: MediaRef) -> Attachment:
         described = Attachment(ref.name, ref.mimetype, ref.size, sha256="", url=ref.url)

@@ -20,8 +20,10 @@ from nio import (
     MemoryDownloadResponse,
     RoomCreateResponse,
     RoomGetEventResponse,
+    RoomGetStateEventResponse,
     RoomMessagesResponse,
     RoomPreset,
+    RoomPutStateResponse,
     RoomSendResponse,
     UploadResponse,
 )
@@ -545,6 +547,42 @@ async def test_files_over_the_limit_are_described_not_kept(
             assert attachment.url == uploaded.content_uri
     finally:
         await small.stop()
+
+
+async def test_only_those_the_room_lets_notify_it_broadcast(
+    bridge: Bridge,
+    alice: AsyncClient,
+    synapse: SynapseSession,  # noqa: F811
+) -> None:
+    room_id, alias = await create_room(alice)
+    await bridge.c.join(alias)
+    user_id, token = synapse.register_user(f"erin-{uuid.uuid4().hex[:8]}")
+    erin = AsyncClient(synapse.url, user_id)
+    erin.access_token, erin.user_id = token, user_id
+    try:
+        assert isinstance(await erin.join(room_id), JoinResponse)
+
+        async def broadcasts(client: AsyncClient) -> list[str]:
+            said = await say(
+                client, room_id, {"msgtype": "m.text", "body": "@room lunch", "m.mentions": {"room": True}}
+            )
+            [event] = await wait_for(
+                lambda: [e for e in bridge.sink.events if e.native_id == said], "the message"
+            )
+            return [s.user for s in event.text.mentions()]
+
+        assert await broadcasts(alice) == ["!channel"]  # the room's creator, level 100
+        assert await broadcasts(erin) == []  # level 0 < notifications.room 50: plain text
+        levels = await alice.room_get_state_event(room_id, "m.room.power_levels")
+        assert isinstance(levels, RoomGetStateEventResponse), levels
+        raised = {**levels.content, "users": {**levels.content["users"], user_id: 50}}
+        assert isinstance(
+            await alice.room_put_state(room_id, "m.room.power_levels", raised), RoomPutStateResponse
+        )
+        # The homeserver pushes the new levels before Erin's next message: the bridge follows them.
+        assert await broadcasts(erin) == ["!channel"]
+    finally:
+        await erin.close()
 
 
 async def test_delivery_errors(bridge: Bridge) -> None:
