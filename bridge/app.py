@@ -23,6 +23,7 @@ from bridge.router import NetworkInfo, PortalIndex, Router
 from bridge.secrets import install_redaction, secret_values
 
 log = logging.getLogger("switchboard")
+PRUNE_INTERVAL = 600.0  # seconds between prunes of expired connector state
 
 
 class StartupError(Exception):
@@ -44,7 +45,7 @@ class Bridge:
         self.router: Router | None = None
         self._joiners: set[asyncio.Task[None]] = set()
         self.state = ArchiveState(self.archive, "bridge")
-        self._signing: asyncio.Task[None] | None = None
+        self._maintenance: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         install_redaction(secret_values(self.config))
@@ -85,8 +86,7 @@ class Bridge:
         if resumed:
             log.info("resuming %d undelivered messages", resumed)
         self.router.ready.set()
-        if self.store.signer is not None:
-            self._signing = asyncio.create_task(self._sign_periodically())
+        self._maintenance = asyncio.create_task(self._maintain())
         log.info("bridge running: %d rooms, %d networks", len(self.config.rooms), len(self.connectors))
 
     async def _join(self, portal_id: str, network: str, native: str) -> bool:
@@ -122,15 +122,24 @@ class Bridge:
                 log.info("room %s: joined %s on %s", portal_id, native, network)
                 return
 
-    async def _sign_periodically(self) -> None:
-        """The checkpoint_seconds rule: a quiet log still gets its tail signed in time."""
+    async def _maintain(self) -> None:
+        """Housekeeping on a timer: the checkpoint_seconds rule (a quiet log still gets its tail
+        signed in time) and forgetting connector state whose time to live ran out."""
         interval = min(5.0, self.config.archive.checkpoint_seconds / 4)
+        next_prune = 0.0
+        loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(interval)
             try:
-                await self.archive.call(self.store.checkpoint_if_due)
-            except Exception:  # signing is retried at the next tick; relaying goes on
-                log.exception("could not sign an archive checkpoint")
+                if self.store.signer is not None:
+                    await self.archive.call(self.store.checkpoint_if_due)
+                if loop.time() >= next_prune:
+                    pruned = await self.archive.call(self.store.prune_state)
+                    if pruned:
+                        log.info("forgot %d expired connector state keys", pruned)
+                    next_prune = loop.time() + PRUNE_INTERVAL
+            except Exception:  # retried at the next tick; relaying goes on
+                log.exception("archive housekeeping failed")
+            await asyncio.sleep(interval)
 
     async def _notify(self, network: str, room: str, user: str, text: str) -> None:
         await self.connectors[network].notify(room, user, text)
@@ -143,10 +152,11 @@ class Bridge:
                 await connector.stop()
         await self.delivery.stop()
         await self.directory.stop()
-        if self._signing is not None:
-            self._signing.cancel()
+        if self._maintenance is not None:
+            self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._signing
+                await self._maintenance
+        if self.store.signer is not None and self._maintenance is not None:
             await self.archive.call(self.store.checkpoint)  # sign the tail before leaving
         await self.archive.close()
 

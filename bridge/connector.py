@@ -56,7 +56,9 @@ class StateStore(Protocol):
 
     async def get(self, key: str) -> str | None: ...
 
-    async def put(self, key: str, value: str) -> None: ...
+    async def put(self, key: str, value: str, ttl: float | None = None) -> None:
+        """Set `key`; with `ttl`, the key may be forgotten that many seconds from now."""
+        ...
 
 
 @dataclass

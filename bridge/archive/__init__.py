@@ -39,5 +39,5 @@ class ArchiveState:
     async def get(self, key: str) -> str | None:
         return await self.archive.call(self.archive.store.state_get, f"{self.prefix}:{key}")
 
-    async def put(self, key: str, value: str) -> None:
-        await self.archive.call(self.archive.store.state_put, f"{self.prefix}:{key}", value)
+    async def put(self, key: str, value: str, ttl: float | None = None) -> None:
+        await self.archive.call(self.archive.store.state_put, f"{self.prefix}:{key}", value, ttl)

@@ -139,4 +139,6 @@ state = Table(
     metadata,
     Column("key", String(255), primary_key=True),
     Column("value", Text, nullable=False),
+    Column("expires_at", String(27)),  # NULL: kept until overwritten
+    Index("ix_state_expires", "expires_at"),
 )

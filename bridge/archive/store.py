@@ -14,13 +14,25 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, Engine, bindparam, create_engine, event, func, insert, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 
 from bridge.archive import checkpoints
 from bridge.archive.hashing import content_sha256, leaf_hash
@@ -421,9 +433,17 @@ class ArchiveStore:
         with self.engine.connect() as conn:
             return conn.execute(select(state.c.value).where(state.c.key == key)).scalar()
 
-    def state_put(self, key: str, value: str) -> None:
+    def state_put(self, key: str, value: str, ttl: float | None = None) -> None:
+        """Set a key; with `ttl`, `prune_state` may forget it that many seconds from now."""
+        expires = timestamp(datetime.now(UTC) + timedelta(seconds=ttl)) if ttl is not None else None
         with self.writing() as conn:
             if conn.execute(select(state.c.key).where(state.c.key == key)).first():
-                conn.execute(update(state).where(state.c.key == key).values(value=value))
+                conn.execute(update(state).where(state.c.key == key).values(value=value, expires_at=expires))
             else:
-                conn.execute(insert(state).values(key=key, value=value))
+                conn.execute(insert(state).values(key=key, value=value, expires_at=expires))
+
+    def prune_state(self, now: datetime | None = None) -> int:
+        """Forget the state keys whose time to live has run out; how many were."""
+        with self.writing() as conn:
+            cutoff = timestamp(now or datetime.now(UTC))
+            return conn.execute(delete(state).where(state.c.expires_at < cutoff)).rowcount

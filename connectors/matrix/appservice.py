@@ -27,6 +27,10 @@ UserQuery = Callable[[str], Awaitable[bool]]
 
 # Up to 100 events of at most 64 KiB each, plus ephemeral events.
 MAX_TRANSACTION_BYTES = 32 * 1024 * 1024
+# How long a handled transaction id is remembered. The homeserver repeats a transaction
+# only until it gets our 200, so a day is ample; anything older is still deduplicated
+# event by event in the archive.
+TXN_MEMORY = 24 * 3600.0
 
 
 def _error(status: int, errcode: str, message: str) -> web.Response:
@@ -124,7 +128,7 @@ class AppserviceServer:
                             "skipping a malformed event in transaction %s: %.200s", txn_id, event
                         )
                 if durable:
-                    await self._state.put(key, "done")
+                    await self._state.put(key, "done", TXN_MEMORY)
             except Exception:  # the homeserver retries; the core deduplicates what was committed
                 self.log.exception("transaction %s failed; the homeserver will retry it", txn_id)
                 return _error(500, "M_UNKNOWN", "transaction not processed")

@@ -6,6 +6,9 @@ from collections import OrderedDict
 
 from bridge.connector import StateStore
 
+# Slack gives up redelivering an event within minutes; a day is ample.
+REDELIVERY_MEMORY = 24 * 3600.0
+
 
 class SeenEvents:
     """Recent event ids in memory; durably only those whose acknowledgement may not have arrived.
@@ -33,7 +36,7 @@ class SeenEvents:
     async def done(self, event_id: str, *, acknowledged: bool) -> None:
         self._remember(event_id)
         if not acknowledged:
-            await self._state.put(_key(event_id), "1")
+            await self._state.put(_key(event_id), "1", REDELIVERY_MEMORY)
 
     def _remember(self, event_id: str) -> None:
         self._recent[event_id] = None

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -237,6 +239,33 @@ async def test_sigkill_loses_and_duplicates_nothing(world: World) -> None:
     # Messages from IRC flow again too.
     await world.bob.privmsg(world.channel, f"{tag} from irc after restart")
     await world.matrix_event(world.ghost_bob, f"{tag} from irc after restart")
+
+
+async def test_expired_connector_state_is_forgotten(world: World) -> None:
+    """Handled transaction ids expire after a day instead of piling up one row per transaction."""
+    tag = unique("t")
+    await world.alice.send(world.room_id, f"{tag} remembered")
+    await world.delivered(f"{tag} remembered")
+    archive = world.bridge.workdir / "archive.db"
+    with sqlite3.connect(archive) as db:
+        txns = db.execute("SELECT expires_at FROM state WHERE key LIKE 'matrix:txn:%'").fetchall()
+        assert txns and all(expires for (expires,) in txns)  # every one will expire
+    await asyncio.to_thread(world.bridge.stop)
+    with sqlite3.connect(archive) as db:
+        db.execute(
+            "INSERT INTO state (key, value, expires_at) VALUES ('matrix:txn:stale', 'done', '2026-01-01T00:00:00.000000Z')"
+        )
+    await asyncio.to_thread(world.bridge.start)
+
+    def stale() -> list[tuple[str]]:
+        with sqlite3.connect(archive) as db:
+            return db.execute("SELECT key FROM state WHERE key = 'matrix:txn:stale'").fetchall()
+
+    deadline = time.monotonic() + TIMEOUT
+    while stale() and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert stale() == []
+    assert "forgot 1 expired connector state keys" in world.bridge.log_text()
 
 
 async def test_irc_server_restart_reconnects_rejoins_and_delivers_in_order(world: World) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
@@ -104,4 +104,19 @@ def test_a_reader_in_the_middle_of_a_long_read_does_not_hold_up_the_writer(archi
         assert appended is not None and appended.seq == 4
         assert [seq for (seq,) in rows] == [2, 3]  # the reader keeps its own snapshot
     reader.close()
+    store.close()
+
+
+def test_state_keys_put_with_a_time_to_live_are_pruned_after_it(archive_url: str) -> None:
+    store = ArchiveStore(archive_url)
+    store.migrate()
+    store.state_put("matrix:txn:1", "done", ttl=60)
+    store.state_put("matrix:rooms", "[]")  # no ttl: kept
+    store.state_put("matrix:txn:2", "done", ttl=3600)
+    assert store.prune_state() == 0
+    assert store.prune_state(datetime.now(UTC) + timedelta(seconds=120)) == 1
+    assert store.state_get("matrix:txn:1") is None and store.state_get("matrix:txn:2") == "done"
+    store.state_put("matrix:txn:2", "done")  # put again without a ttl: no longer expires
+    assert store.prune_state(datetime.now(UTC) + timedelta(days=2)) == 0
+    assert store.state_get("matrix:rooms") == "[]" and store.state_get("matrix:txn:2") == "done"
     store.close()

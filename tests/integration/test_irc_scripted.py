@@ -20,6 +20,7 @@ from bridge.connector import ConnectorContext
 from bridge.model import Receipt
 from connectors.irc import IrcConnector
 from connectors.irc.session import RegistrationError
+from tests.fakes.state import MemoryState
 
 
 @dataclass
@@ -87,19 +88,11 @@ class NullSink:
         return Receipt("ignored")
 
 
-class NoState:
-    async def get(self, key: str) -> str | None:
-        return None
-
-    async def put(self, key: str, value: str) -> None:
-        return None
-
-
 def connector(server: ScriptedServer, password: str = "secret", **options: object) -> IrcConnector:
     settings = {"host": "127.0.0.1", "port": server.port, "nick": "bot"}
     if password:
         settings |= {"sasl_username": "bot", "sasl_password": password}
-    return IrcConnector(ConnectorContext("irc", {**settings, **options}, NoState()))
+    return IrcConnector(ConnectorContext("irc", {**settings, **options}, MemoryState()))
 
 
 async def test_sasl_plain_succeeds_before_registration_ends() -> None:

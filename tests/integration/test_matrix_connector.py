@@ -32,6 +32,7 @@ from bridge.connector import ConnectorContext, DeliveryError
 from bridge.model import Attachment, Delete, Edit, Event, Message, Outbound, Receipt, RemoteUser, Sender
 from bridge.text import Span, Text
 from connectors.matrix import MatrixConnector
+from connectors.matrix.appservice import TXN_MEMORY
 from tests.fakes.state import MemoryState
 from tests.servers.synapse import SynapseSession, synapse  # noqa: F401 - the session's Synapse
 
@@ -283,6 +284,7 @@ async def test_transactions_are_processed_once_even_after_a_restart(
     assert (await bridge.push(txn, [first])).status == 200
     assert (await bridge.push(txn, [first])).status == 200
     assert [e.native_id for e in bridge.sink.events] == [first["event_id"]]
+    assert bridge.state.ttls[f"txn:{txn}"] == TXN_MEMORY  # remembered for a day, then pruned
 
     await bridge.stop()
     await bridge.start()  # a new connector on the same state: what a bridge restart looks like

@@ -10,19 +10,7 @@ from typing import Any
 
 from connectors.slack.inbox import Delivery, Inbox
 from connectors.slack.seen import SeenEvents
-
-
-@dataclass
-class MemoryState:
-    values: dict[str, str] = field(default_factory=dict)
-    reads: int = 0
-
-    async def get(self, key: str) -> str | None:
-        self.reads += 1
-        return self.values.get(key)
-
-    async def put(self, key: str, value: str) -> None:
-        self.values[key] = value
+from tests.fakes.state import MemoryState
 
 
 @dataclass
