@@ -322,6 +322,12 @@ def _network(
         )
     display = options.pop("display_template")
     options.pop("type")
+    # Only a section whose keys, types and secrets are right is worth asking the connector about:
+    # a missing secret would come back as a bad token.
+    if not any(p.key == where or p.key.startswith((f"{where}.", f"{where}[")) for p in loader.problems):
+        problem = cls.options_problem(options)
+        if problem:
+            loader.problem(where, problem)
     networks[name] = NetworkConfig(name, type_name, options, display)
     classes[name] = cls
 

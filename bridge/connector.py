@@ -113,6 +113,15 @@ class Connector:
         self._stopping = asyncio.Event()
 
     @classmethod
+    def options_problem(cls, options: Mapping[str, Any]) -> str | None:
+        """What is wrong with this network's options beyond their declared types, or None.
+
+        `switchboard check` reports it, so a setting that could only fail at start
+        (a Slack socket without an app token, an invalid IRC nick) fails the check.
+        """
+        return None
+
+    @classmethod
     def room_problem(cls, room: str) -> str | None:
         """Why `room` cannot name a room on this network, or None (config check)."""
         return None

@@ -11,7 +11,9 @@ import asyncio
 import contextlib
 import re
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from bridge.connector import Capabilities, Connector, ConnectorContext, DeliveryError, Sink
 from bridge.model import Message, Outbound, RemoteUser
@@ -41,6 +43,14 @@ class IrcConnector(Connector):
         max_message_bytes=MAX_LINE,
     )
     options = OPTIONS
+
+    @classmethod
+    def options_problem(cls, options: Mapping[str, Any]) -> str | None:
+        try:
+            IrcSettings.from_options(options)
+        except ValueError as exc:
+            return str(exc).removeprefix("irc: ")
+        return None
 
     def __init__(self, ctx: ConnectorContext) -> None:
         super().__init__(ctx)

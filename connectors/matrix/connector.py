@@ -65,6 +65,14 @@ class MatrixConnector(Connector):
         self._powers_by_room: dict[str, RoomPowers] = {}
 
     @classmethod
+    def options_problem(cls, options: Mapping[str, Any]) -> str | None:
+        try:
+            MatrixConfig.from_options(options)
+        except ValueError as exc:
+            return str(exc).removeprefix("matrix.")
+        return None
+
+    @classmethod
     def registration(cls, options: Mapping[str, Any]) -> dict[str, Any]:
         """The appservice registration the homeserver loads (`app_service_config_files`)."""
         config = MatrixConfig.from_options(options)

@@ -50,6 +50,14 @@ class SlackConnector(Connector):
     capabilities = Capabilities(edits=True, deletes=True, threads=True, files=True, per_sender_display=True)
     options = OPTIONS
 
+    @classmethod
+    def options_problem(cls, options: Mapping[str, Any]) -> str | None:
+        try:
+            SlackSettings.from_options(options)
+        except ValueError as exc:
+            return str(exc).removeprefix("slack: ")
+        return None
+
     def __init__(self, ctx: ConnectorContext) -> None:
         super().__init__(ctx)
         self.settings = SlackSettings.from_options(ctx.options)

@@ -79,6 +79,31 @@ def test_good_config_loads_with_secrets_and_paths(tmp_path: Path, capsys, monkey
         (("unmapped: deny", "unmapped: maybe"), 19, "directory.unmapped", "deny or relay"),
         (("irc: 3y", "irc: forever"), 22, "archive.retention.networks.irc", "not a duration"),
         (("  server_name: corp.test\n", ""), 1, "matrix.server_name", "is required"),
+        # Settings a connector can only judge itself fail the check too, not the start.
+        (
+            ("    tls: true", "    tls: true\n    nick: 'bad nick'"),
+            11,
+            "networks.irc",
+            "not a valid IRC nick",
+        ),
+        (
+            ("listen: 127.0.0.1:29333", "listen: nowhere"),
+            1,
+            "matrix",
+            "appservice.listen: expected host:port",
+        ),
+        (
+            ("  server_name: corp.test\n", "  server_name: corp.test\n  max_file_mb: 0\n"),
+            1,
+            "matrix",
+            "max_file_mb: expected a positive number",
+        ),
+        (
+            ("    tls: true", "    tls: true\n  slack:\n    type: slack\n    bot_token: xoxb-1"),
+            16,
+            "networks.slack",
+            "receive: socket needs app_token",
+        ),
     ],
 )
 def test_each_problem_is_one_line_naming_file_line_and_key(
@@ -192,8 +217,10 @@ def test_the_shipped_example_config_checks_clean(tmp_path: Path, capsys, monkeyp
     root = Path(__file__).parents[2] / "config"
     (tmp_path / "switchboard.yaml").write_text((root / "switchboard.example.yaml").read_text())
     (tmp_path / "directory.yaml").write_text((root / "directory.example.yaml").read_text())
-    for name in ("SWITCHBOARD_AS_TOKEN", "SWITCHBOARD_HS_TOKEN", "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN"):
+    for name in ("SWITCHBOARD_AS_TOKEN", "SWITCHBOARD_HS_TOKEN"):
         monkeypatch.setenv(name, "example-secret")
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-example")  # Slack's token kinds are checked
+    monkeypatch.setenv("SLACK_APP_TOKEN", "xapp-example")
     code = main(["check", "-c", str(tmp_path / "switchboard.yaml")])
     out = capsys.readouterr()
     assert code == 0, out.err
