@@ -57,6 +57,7 @@ ARCHIVE_KEYS = {
     "signing_key": Option(str),
     "checkpoint_every": Option(int, default=1000),
     "checkpoint_seconds": Option((int, float), default=60),
+    "checkpoint_log": Option(str, help="a file on other storage that every signed checkpoint is appended to"),
     "retention": Option(dict, default={}),
 }
 POLICY_KEYS = {
@@ -107,6 +108,7 @@ class ArchiveConfig:
     checkpoint_every: int
     checkpoint_seconds: float
     retention: Mapping[str, Any]
+    checkpoint_log: Path | None = None  # every signed checkpoint is appended here too
 
 
 @dataclass(frozen=True)
@@ -265,6 +267,10 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     url = _archive_url(loader, archive["url"])
     for key, value in (archive["retention"] or {}).items():
         _check_retention(loader, join_path("archive.retention", key), value)
+    if archive["checkpoint_log"] and not archive["signing_key"]:
+        loader.problem(
+            "archive.checkpoint_log", "needs archive.signing_key: only signed checkpoints are logged"
+        )
 
     policy = loader.section(data.get("policy"), "policy", POLICY_KEYS)
     declared = {MATRIX, *map(str, raw_networks)}
@@ -283,6 +289,9 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
             checkpoint_every=archive["checkpoint_every"],
             checkpoint_seconds=float(archive["checkpoint_seconds"]),
             retention=archive["retention"] or {},
+            checkpoint_log=(
+                loader.resolve_path(archive["checkpoint_log"]) if archive["checkpoint_log"] else None
+            ),
         ),
         policy=policy_set,
         rooms=rooms,

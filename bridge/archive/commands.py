@@ -79,9 +79,12 @@ def add_archive_commands(sub: Any) -> None:
         "verify",
         "prove the archive (or an export bundle) is intact",
         "Recompute every record's hash, the Merkle tree and every signed checkpoint. Exit 0 when "
-        "intact, 1 naming the first seq where the proof fails. --bundle checks an export offline.",
+        "intact, 1 naming the first seq where the proof fails. The log must also extend every "
+        "checkpoint kept outside the database (archive.checkpoint_log, --against). --bundle checks "
+        "an export offline.",
         [
             "switchboard archive verify -c switchboard.yaml",
+            "switchboard archive verify -c switchboard.yaml --against /mnt/worm/checkpoints.jsonl",
             "switchboard archive verify --bundle ./export-2026-11",
         ],
     )
@@ -94,7 +97,8 @@ def add_archive_commands(sub: Any) -> None:
         action="append",
         default=[],
         metavar="CHECKPOINT",
-        help="a checkpoint.json kept elsewhere (or an export bundle): the log must still extend it",
+        help="a checkpoint.json, checkpoint log or export bundle kept elsewhere: the log must still "
+        "extend it (archive.checkpoint_log is read without being named)",
     )
     verify.set_defaults(handler=_verify)
 
@@ -335,16 +339,20 @@ def _trusted_key(text: str | None) -> str | None:
     return value.lower()
 
 
-def _witnessed(path: Path) -> Any:
+def _witnessed(path: Path, where: str = "--against") -> list[Any]:
+    """The checkpoints of an export bundle, a checkpoint.json or a checkpoint log."""
+    from bridge.archive import witness
     from bridge.archive.signing import Checkpoint
 
     file = path / "checkpoint.json" if path.is_dir() else path
     try:
-        return Checkpoint.from_json(json.loads(file.read_text()))
+        if file.suffix == ".json":
+            return [Checkpoint.from_json(json.loads(file.read_text()))]
+        return witness.read(file)
     except OSError as exc:
-        raise UsageError(f"--against: cannot read {file}: {exc.strerror}") from None
-    except (ValueError, KeyError, TypeError):
-        raise UsageError(f"--against: {file} is not a checkpoint.json") from None
+        raise UsageError(f"{where}: cannot read {file}: {exc.strerror}") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"{where}: {file} is not a checkpoint.json or checkpoint log ({exc})") from None
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -379,7 +387,10 @@ def _verify(args: argparse.Namespace) -> int:
             trusted = _trusted_key(str(pub))
         elif key.is_file():
             trusted = Signer.load(key).public_key
-    witnessed = [_witnessed(path) for path in args.against]
+    witnessed = [cp for path in args.against for cp in _witnessed(path)]
+    log = config.archive.checkpoint_log
+    if log is not None and log.exists():
+        witnessed += _witnessed(log, "archive.checkpoint_log")
     with _opened(config) as store:
         try:
             report = verify_archive(

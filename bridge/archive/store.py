@@ -34,7 +34,7 @@ from sqlalchemy import (
     update,
 )
 
-from bridge.archive import checkpoints
+from bridge.archive import checkpoints, witness
 from bridge.archive.hashing import content_sha256, leaf_hash
 from bridge.archive.schema import contents, files, idmap, outbox, records, state
 from bridge.archive.signing import Checkpoint, Signer
@@ -204,6 +204,7 @@ class ArchiveStore:
         signer: Signer | None = None,
         checkpoint_every: int = 1000,
         checkpoint_seconds: float = 60.0,
+        checkpoint_log: Path | None = None,
     ) -> None:
         self.url = url
         self.engine = make_engine(url)
@@ -215,6 +216,10 @@ class ArchiveStore:
         # Size of the newest checkpoint seen; other processes may have signed more since,
         # so it is only a hint that is re-read under the lock before signing.
         self._signed: int | None = None
+        # Published only once their transaction committed: a rolled-back checkpoint published
+        # would make the witness claim records that were never written.
+        self.checkpoint_log = checkpoint_log
+        self._unpublished: list[Checkpoint] = []
 
     @classmethod
     def from_config(cls, config: ArchiveConfig) -> ArchiveStore:
@@ -227,7 +232,9 @@ class ArchiveStore:
                     "create it with `switchboard archive keygen`"
                 )
             signer = Signer.load(config.signing_key)
-        return cls(config.url, signer, config.checkpoint_every, config.checkpoint_seconds)
+        return cls(
+            config.url, signer, config.checkpoint_every, config.checkpoint_seconds, config.checkpoint_log
+        )
 
     def migrate(self) -> None:
         cfg = AlembicConfig()
@@ -248,14 +255,23 @@ class ArchiveStore:
 
     @contextmanager
     def writing(self) -> Iterator[Connection]:
-        with self._writer.begin() as conn:
-            if self.is_postgres:
-                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_LOCK_KEY})
-            try:
-                yield conn
-            finally:
-                # conn.info outlives the transaction (it belongs to the pooled connection)
-                conn.info.pop(NEXT_SEQ, None)
+        try:
+            with self._writer.begin() as conn:
+                if self.is_postgres:
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_LOCK_KEY})
+                try:
+                    yield conn
+                finally:
+                    # conn.info outlives the transaction (it belongs to the pooled connection)
+                    conn.info.pop(NEXT_SEQ, None)
+        except BaseException:
+            self._unpublished.clear()
+            self._signed = None  # a checkpoint made in the rolled-back transaction is gone with it
+            raise
+        if self._unpublished:
+            made, self._unpublished = self._unpublished, []
+            if self.checkpoint_log is not None:
+                witness.publish(self.checkpoint_log, made)
 
     # -- appending -----------------------------------------------------------------
 
@@ -340,7 +356,9 @@ class ArchiveStore:
         if self._signed is None or seq - self._signed >= self.checkpoint_every:
             self._signed = checkpoints.signed_size(conn)
         if seq - self._signed >= self.checkpoint_every:
-            self._signed = checkpoints.make(conn, self.signer, seq, datetime.now(UTC)).tree_size
+            made = checkpoints.make(conn, self.signer, seq, datetime.now(UTC))
+            self._unpublished.append(made)
+            self._signed = made.tree_size
 
     def checkpoint_if_due(self, now: datetime | None = None) -> Checkpoint | None:
         """Sign the log if its oldest unsigned record is `checkpoint_seconds` old.
@@ -363,7 +381,7 @@ class ArchiveStore:
         with self.writing() as conn:
             size = self._next_seq(conn) - 1
             if checkpoints.signed_size(conn) < size:
-                checkpoints.make(conn, self.signer, size, now or datetime.now(UTC))
+                self._unpublished.append(checkpoints.make(conn, self.signer, size, now or datetime.now(UTC)))
             self._signed = size
             return checkpoints.latest(conn)
 

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from bridge.archive.store import ArchiveStore
 from bridge.cli import main
+from bridge.config import load_config
 from tests.integration.test_archive_integrity import draft, fill, signed_store, tamper
 
 CONFIG = """\
@@ -112,6 +114,35 @@ def test_compliance_workflow(
     store.close()
     code, out, _ = run(capsys, "archive", "verify", *c)
     assert code == 1 and out == ["seq 5: missing: no record has this seq (the log jumps from seq 4 to seq 6)"]
+
+
+def test_verify_holds_the_log_to_the_checkpoint_log_by_itself(
+    config: Path, archive_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = config.read_text().replace(
+        "  checkpoint_every: 5\n", "  checkpoint_every: 5\n  checkpoint_log: worm/cp.jsonl\n"
+    )
+    config.write_text(text)
+    (tmp_path / "worm").mkdir()
+    c = ("-c", str(config))
+    assert run(capsys, "archive", "keygen", *c)[0] == 0
+    store = ArchiveStore.from_config(load_config(config).archive)  # the running bridge's store
+    store.migrate()
+    fill(store, 12)
+    store.close()
+    assert len((tmp_path / "worm" / "cp.jsonl").read_text().splitlines()) == 2  # signed at 5 and 10
+    code, out, _ = run(capsys, "archive", "verify", *c)
+    assert code == 0 and out[0].startswith("archive intact: 12 records"), out
+    store = signed_store(archive_url, tmp_path)
+    tamper(
+        store,
+        "DELETE FROM checkpoints WHERE tree_size >= 10",
+        "DELETE FROM contents WHERE seq > 7",
+        "DELETE FROM records WHERE seq > 7",
+    )
+    store.close()
+    code, out, _ = run(capsys, "archive", "verify", *c)
+    assert code == 1 and out[0].startswith("seq 8: missing: the checkpoint of 10 records"), out
 
 
 @pytest.mark.parametrize(

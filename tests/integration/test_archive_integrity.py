@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
-from bridge.archive import checkpoints
+from bridge.archive import checkpoints, witness
 from bridge.archive.conversation import conversation, render
 from bridge.archive.hashing import leaf_hash
 from bridge.archive.merkle import MerkleTree
@@ -275,3 +275,41 @@ def test_a_cut_tail_with_its_checkpoints_removed_is_caught(archive_url: str, tmp
     failure = verify_archive(store.engine, key, max_unsigned=5).failure
     assert str(failure).startswith("seq 1: no checkpoint covers this or the 8 records after it"), failure
     store.close()
+
+
+def test_the_checkpoint_log_witnesses_every_signed_checkpoint(archive_url: str, tmp_path: Path) -> None:
+    log = tmp_path / "worm" / "checkpoints.jsonl"
+    log.parent.mkdir()
+    store = signed_store(archive_url, tmp_path, every=5)
+    store.checkpoint_log = log
+    fill(store, 12)  # signed at 5 and 10 as the records come in
+    with pytest.raises(RuntimeError), store.writing() as conn:  # a transaction that signs, then fails
+        for n in range(13, 16):
+            store.append_locked(conn, draft(n, "never committed"))
+        raise RuntimeError("the disk filled up")
+    store.checkpoint()  # the tail, at 12
+    assert [cp.tree_size for cp in witness.read(log)] == [5, 10, 12]
+    tamper(
+        store,
+        "DELETE FROM checkpoints WHERE tree_size >= 10",
+        "DELETE FROM contents WHERE seq > 7",
+        "DELETE FROM records WHERE seq > 7",
+    )
+    assert _verify(store) is None  # the database alone looks whole
+    key = store.signer.public_key  # type: ignore[union-attr]
+    failure = verify_archive(store.engine, key, witnessed=witness.read(log)).failure
+    assert str(failure).startswith("seq 8: missing: the checkpoint of 10 records"), failure
+    store.close()
+
+
+def test_a_torn_last_line_of_the_checkpoint_log_is_skipped_but_a_forged_line_is_not(tmp_path: Path) -> None:
+    signer = Signer.generate(tmp_path / "k")
+    log = tmp_path / "checkpoints.jsonl"
+    first = signer.sign(5, "ab" * 32, "2026-11-22T09:00:00.000000Z")
+    witness.publish(log, [first])
+    with log.open("ab") as f:
+        f.write(b'{"tree_size": 10, "ro')  # the crash came mid-append
+    assert witness.read(log) == [first]
+    log.write_bytes(log.read_bytes() + b"\n" + b"not a checkpoint\n")
+    with pytest.raises(ValueError, match=r"checkpoints.jsonl:2: not a checkpoint"):
+        witness.read(log)

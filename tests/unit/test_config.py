@@ -79,6 +79,12 @@ def test_good_config_loads_with_secrets_and_paths(tmp_path: Path, capsys, monkey
         (("unmapped: deny", "unmapped: maybe"), 19, "directory.unmapped", "deny or relay"),
         (("irc: 3y", "irc: forever"), 22, "archive.retention.networks.irc", "not a duration"),
         (("  server_name: corp.test\n", ""), 1, "matrix.server_name", "is required"),
+        (
+            ("  url: sqlite:///archive.db", "  url: sqlite:///archive.db\n  checkpoint_log: cp.jsonl"),
+            22,
+            "archive.checkpoint_log",
+            "needs archive.signing_key",
+        ),
         # Settings a connector can only judge itself fail the check too, not the start.
         (
             ("    tls: true", "    tls: true\n    nick: 'bad nick'"),
