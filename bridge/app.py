@@ -41,10 +41,12 @@ class Bridge:
         self.directory = make_directory(config)
         self.connectors: dict[str, Connector] = {}
         self.portals = PortalIndex()
-        self.delivery = Delivery(self.archive, self.connectors)
+        # Several bridge processes may share one archive, each with its own rooms: this one
+        # delivers only its own portals' outbox rows and keeps its state under its own name.
+        self.delivery = Delivery(self.archive, self.connectors, frozenset(r.id for r in config.rooms))
         self.router: Router | None = None
         self._joiners: set[asyncio.Task[None]] = set()
-        self.state = ArchiveState(self.archive, "bridge")
+        self.state = ArchiveState(self.archive, self._state_prefix("bridge"))
         self._maintenance: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -57,7 +59,9 @@ class Bridge:
         infos: dict[str, NetworkInfo] = {}
         for name, net in self.config.networks.items():
             cls = load_connector(net.type)
-            ctx = ConnectorContext(name, net.options, ArchiveState(self.archive, name), log)
+            ctx = ConnectorContext(
+                name, net.options, ArchiveState(self.archive, self._state_prefix(name)), log
+            )
             self.connectors[name] = cls(ctx)
             infos[name] = NetworkInfo(name, cls.label or name, cls.capabilities, net.display_template)
         self.router = Router(
@@ -88,6 +92,10 @@ class Bridge:
         self.router.ready.set()
         self._maintenance = asyncio.create_task(self._maintain())
         log.info("bridge running: %d rooms, %d networks", len(self.config.rooms), len(self.connectors))
+
+    def _state_prefix(self, owner: str) -> str:
+        instance = self.config.archive.instance
+        return f"{instance}/{owner}" if instance else owner
 
     async def _join(self, portal_id: str, network: str, native: str) -> bool:
         try:

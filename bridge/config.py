@@ -58,6 +58,7 @@ ARCHIVE_KEYS = {
     "checkpoint_every": Option(int, default=1000),
     "checkpoint_seconds": Option((int, float), default=60),
     "checkpoint_log": Option(str, help="a file on other storage that every signed checkpoint is appended to"),
+    "instance": Option(str, default="", help="this process's name among bridges sharing one archive"),
     "retention": Option(dict, default={}),
 }
 POLICY_KEYS = {
@@ -65,6 +66,7 @@ POLICY_KEYS = {
     "networks": Option(dict, default={}),
     "rules": Option(list, default=[]),
 }
+_INSTANCE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 TOP_KEYS = {"matrix", "networks", "directory", "archive", "policy", "rooms", "logging"}
 _SECRET = re.compile(r"\$\{([^}]*)\}")
 _DURATION = re.compile(r"^(\d+)\s*([smhdwy])$")
@@ -109,6 +111,7 @@ class ArchiveConfig:
     checkpoint_seconds: float
     retention: Mapping[str, Any]
     checkpoint_log: Path | None = None  # every signed checkpoint is appended here too
+    instance: str = ""  # this process among several sharing one archive; "" when alone
 
 
 @dataclass(frozen=True)
@@ -267,6 +270,8 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     url = _archive_url(loader, archive["url"])
     for key, value in (archive["retention"] or {}).items():
         _check_retention(loader, join_path("archive.retention", key), value)
+    if archive["instance"] and not _INSTANCE.fullmatch(archive["instance"]):
+        loader.problem("archive.instance", "use letters, digits, '-' and '_' only (it prefixes stored state)")
     if archive["checkpoint_log"] and not archive["signing_key"]:
         loader.problem(
             "archive.checkpoint_log", "needs archive.signing_key: only signed checkpoints are logged"
@@ -292,6 +297,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
             checkpoint_log=(
                 loader.resolve_path(archive["checkpoint_log"]) if archive["checkpoint_log"] else None
             ),
+            instance=archive["instance"],
         ),
         policy=policy_set,
         rooms=rooms,

@@ -34,9 +34,12 @@ class RoomWorker:
 
 
 class Delivery:
-    def __init__(self, archive: AsyncArchive, connectors: Mapping[str, Connector]) -> None:
+    def __init__(
+        self, archive: AsyncArchive, connectors: Mapping[str, Connector], portals: frozenset[str]
+    ) -> None:
         self.archive = archive
         self.connectors = connectors
+        self.portals = portals  # whose rows this process delivers
         self.workers: dict[tuple[str, str], RoomWorker] = {}
         self.delivered = 0
 
@@ -50,8 +53,8 @@ class Delivery:
             worker.queue.put_nowait(row)
 
     async def resume(self) -> int:
-        """Queue every row left pending by a previous run, oldest first."""
-        rows = await self.archive.call(self.archive.store.pending)
+        """Queue every row of our portals left pending by a previous run, oldest first."""
+        rows = await self.archive.call(self.archive.store.pending, self.portals)
         self.enqueue(rows)
         return len(rows)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -418,9 +418,11 @@ class ArchiveStore:
                 values["status"] = "failed"
             conn.execute(update(outbox).where(outbox.c.id == row.id).values(**values))
 
-    def pending(self) -> list[OutboxRow]:
+    def pending(self, portals: Collection[str]) -> list[OutboxRow]:
+        """Undelivered outbox rows of these portals, oldest first (other processes own the rest)."""
+        query = select(outbox).where(outbox.c.status == "pending", outbox.c.portal.in_(sorted(portals)))
         with self.engine.connect() as conn:
-            rows = conn.execute(select(outbox).where(outbox.c.status == "pending").order_by(outbox.c.id))
+            rows = conn.execute(query.order_by(outbox.c.id))
             return [
                 OutboxRow(r.id, r.seq, r.portal, r.network, r.room, json.loads(r.payload), r.attempts)
                 for r in rows

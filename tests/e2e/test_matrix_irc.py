@@ -89,6 +89,7 @@ async def world(
     relay = unique("sb")
     directory = alice_and_bob(alice.user_id, bob.nick)
     config = irc_matrix_config(synapse, ircd.port, alias, channel, relay, "sqlite:///archive.db")
+    config["archive"]["instance"] = "east"  # one of several bridges that could share this archive
     bridge = BridgeProcess(tmp_path_factory.mktemp("bridge"), config, directory)
     await asyncio.to_thread(bridge.start)
     await bob.wait_for(lambda line: line.command == "JOIN" and line.nick == relay, TIMEOUT, "relay joins")
@@ -248,18 +249,21 @@ async def test_expired_connector_state_is_forgotten(world: World) -> None:
     await world.delivered(f"{tag} remembered")
     archive = world.bridge.workdir / "archive.db"
     with sqlite3.connect(archive) as db:
-        txns = db.execute("SELECT expires_at FROM state WHERE key LIKE 'matrix:txn:%'").fetchall()
+        txns = db.execute("SELECT expires_at FROM state WHERE key LIKE 'east/matrix:txn:%'").fetchall()
         assert txns and all(expires for (expires,) in txns)  # every one will expire
+        # Everything this bridge keeps is under its instance name, apart from other bridges' state.
+        keys = [key for (key,) in db.execute("SELECT key FROM state")]
+        assert keys and all(key.startswith("east/") for key in keys), keys
     await asyncio.to_thread(world.bridge.stop)
     with sqlite3.connect(archive) as db:
         db.execute(
-            "INSERT INTO state (key, value, expires_at) VALUES ('matrix:txn:stale', 'done', '2026-01-01T00:00:00.000000Z')"
+            "INSERT INTO state (key, value, expires_at) VALUES ('east/matrix:txn:stale', 'done', '2026-01-01T00:00:00.000000Z')"
         )
     await asyncio.to_thread(world.bridge.start)
 
     def stale() -> list[tuple[str]]:
         with sqlite3.connect(archive) as db:
-            return db.execute("SELECT key FROM state WHERE key = 'matrix:txn:stale'").fetchall()
+            return db.execute("SELECT key FROM state WHERE key = 'east/matrix:txn:stale'").fetchall()
 
     deadline = time.monotonic() + TIMEOUT
     while stale() and time.monotonic() < deadline:

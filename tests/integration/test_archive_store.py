@@ -43,7 +43,7 @@ def test_append_assigns_gap_free_seq_and_dedups(archive_url: str) -> None:
     assert first is not None and second is not None
     assert (first.seq, second.seq) == (1, 2)
     assert again is None
-    assert [r.payload for r in store.pending()] == [{"kind": "message"}]
+    assert [r.payload for r in store.pending({"trading"})] == [{"kind": "message"}]
     store.close()
 
 
@@ -55,7 +55,7 @@ def test_delivery_maps_ids_and_is_archived_once(archive_url: str) -> None:
     row = appended.outbox[0]
     assert store.delivered(row, "$event1") == 2
     assert store.delivered(row, "$event1") is None  # a second confirmation changes nothing
-    assert store.pending() == []
+    assert store.pending({"trading"}) == []
     assert store.seq_for("matrix", "!r:corp.test", "$event1") == 1
     assert store.native_for(1, "matrix", "!r:corp.test") == "$event1"
     found = list(search(store.engine, Filters(kinds=("delivery",))))

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from bridge.archive import AsyncArchive
 from bridge.archive.schema import contents
 from bridge.archive.search import Filters, search
-from bridge.archive.store import ArchiveStore
+from bridge.archive.store import ArchiveStore, OutboxDraft, RecordDraft
 from bridge.connector import Capabilities, Connector, ConnectorContext, DeliveryError
 from bridge.delivery import Delivery
 from bridge.directory.yaml import YamlDirectory
@@ -63,7 +63,7 @@ async def _setup(tmp_path: Path, archive_url: str, unmapped: str = "deny", irc_f
     store.migrate()
     archive = AsyncArchive(store)
     connectors = {"matrix": Recorder("matrix"), "irc": Recorder("irc", irc_fail)}
-    delivery = Delivery(archive, connectors)
+    delivery = Delivery(archive, connectors, frozenset({PORTAL.id}))
     portals = PortalIndex()
     portals.add(PORTAL)
     infos = {
@@ -234,4 +234,30 @@ async def test_file_bytes_are_archived_with_the_message_and_delivered_after_a_re
     await delivery2.idle()
     [out] = nets2["irc"].sent
     assert [(a.name, a.data) for a in out.attachments] == [("desk.png", data), ("huge.mov", None)]
+    await archive2.close()
+
+
+async def test_bridges_sharing_an_archive_resume_only_their_own_portals(
+    tmp_path: Path, archive_url: str
+) -> None:
+    router, delivery, _nets, archive = await _setup(tmp_path, archive_url)
+    await delivery.stop()  # this bridge dies with a row pending …
+    router.enqueue = lambda rows: None
+    await router.receive(_msg("matrix", "!room:corp.test", "$t1", "@alice:corp.test", "for trading"))
+    desk = RecordDraft(
+        kind="message",
+        occurred_at=datetime.now(UTC),
+        network="irc",
+        room="#desk",
+        native_id="d1",
+        portal="desk",
+    )
+    # … and so does the bridge process that owns the `desk` room, on the same archive.
+    archive.store.append(desk, [OutboxDraft("matrix", "!desk:corp.test", {"kind": "message"})])
+    await archive.close()
+    _router2, delivery2, nets2, archive2 = await _setup(tmp_path, archive_url)
+    assert await delivery2.resume() == 1
+    await delivery2.idle()
+    assert [o.text.plain for o in nets2["irc"].sent] == ["for trading"] and nets2["matrix"].sent == []
+    assert [r.room for r in archive2.store.pending({"desk"})] == ["!desk:corp.test"]  # left to its owner
     await archive2.close()

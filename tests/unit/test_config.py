@@ -85,6 +85,12 @@ def test_good_config_loads_with_secrets_and_paths(tmp_path: Path, capsys, monkey
             "archive.checkpoint_log",
             "needs archive.signing_key",
         ),
+        (
+            ("  url: sqlite:///archive.db", "  url: sqlite:///archive.db\n  instance: east coast"),
+            22,
+            "archive.instance",
+            "letters, digits",
+        ),
         # Settings a connector can only judge itself fail the check too, not the start.
         (
             ("    tls: true", "    tls: true\n    nick: 'bad nick'"),
