@@ -22,6 +22,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import (
     Connection,
+    Dialect,
     Engine,
     bindparam,
     create_engine,
@@ -30,11 +31,11 @@ from sqlalchemy import (
     func,
     insert,
     select,
-    text,
     update,
 )
 
 from bridge.archive import checkpoints, witness
+from bridge.archive.driver import DriverStatement, release
 from bridge.archive.hashing import content_sha256, leaf_hash
 from bridge.archive.schema import contents, files, idmap, outbox, records, state
 from bridge.archive.signing import Checkpoint, Signer
@@ -52,11 +53,6 @@ WRITE_OPTION = "switchboard_archive_write"  # execution option of connections th
 ANALYZE_FROM = 10_000  # records; below this the planner's defaults are as good
 # Built once: constructing a statement costs more than executing it on SQLite.
 MAX_SEQ = select(func.max(records.c.seq))
-INSERT_RECORD = insert(records)
-INSERT_CONTENT = insert(contents)
-INSERT_FILE = insert(files)
-INSERT_IDMAP = insert(idmap)
-INSERT_OUTBOX = insert(outbox)
 SEQ_FOR = select(idmap.c.seq).where(
     idmap.c.network == bindparam("network"),
     idmap.c.room == bindparam("room"),
@@ -80,6 +76,41 @@ MARK_DELIVERED = (
     .where(outbox.c.id == bindparam("row_id"), outbox.c.status == "pending")
     .values(status="delivered", native_id=bindparam("delivered_id"), attempts=outbox.c.attempts + 1)
 )
+
+
+@dataclass(frozen=True)
+class HotStatements:
+    """What every relayed message runs, compiled for one engine's driver (see driver.py)."""
+
+    max_seq: DriverStatement
+    seq_for: DriverStatement
+    insert_record: DriverStatement
+    insert_content: DriverStatement
+    insert_file: DriverStatement
+    insert_idmap: DriverStatement
+    insert_outbox: DriverStatement  # returns the new row's id
+    mark_delivered: DriverStatement
+    lock: DriverStatement | None  # PostgreSQL's transaction-level advisory lock
+
+    @classmethod
+    def compile(cls, dialect: Dialect) -> HotStatements:
+        def c(statement: Any, keys: list[str] | None = None) -> DriverStatement:
+            return DriverStatement.compile(statement, dialect, keys)
+
+        postgres = dialect.name == "postgresql"
+        return cls(
+            max_seq=c(MAX_SEQ),
+            seq_for=c(SEQ_FOR),
+            insert_record=c(insert(records)),
+            insert_content=c(insert(contents), ["seq", "sha256", "body", "plain"]),
+            insert_file=c(insert(files), ["seq", "sha256", "size", "data"]),
+            insert_idmap=c(insert(idmap), ["seq", "network", "room", "native_id"]),
+            insert_outbox=c(
+                insert(outbox).returning(outbox.c.id), ["seq", "portal", "network", "room", "payload"]
+            ),
+            mark_delivered=c(MARK_DELIVERED),
+            lock=c(select(func.pg_advisory_xact_lock(bindparam("k")))) if postgres else None,
+        )
 
 
 @dataclass
@@ -210,6 +241,7 @@ class ArchiveStore:
         self.engine = make_engine(url)
         self._writer = self.engine.execution_options(**{WRITE_OPTION: True})
         self.is_postgres = self.engine.dialect.name == "postgresql"
+        self._hot = HotStatements.compile(self.engine.dialect)
         self.signer = signer
         self.checkpoint_every = max(1, checkpoint_every)
         self.checkpoint_seconds = checkpoint_seconds
@@ -257,13 +289,14 @@ class ArchiveStore:
     def writing(self) -> Iterator[Connection]:
         try:
             with self._writer.begin() as conn:
-                if self.is_postgres:
-                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_LOCK_KEY})
                 try:
+                    if self._hot.lock is not None:
+                        self._hot.lock.run(conn, {"k": PG_LOCK_KEY})
                     yield conn
                 finally:
                     # conn.info outlives the transaction (it belongs to the pooled connection)
                     conn.info.pop(NEXT_SEQ, None)
+                    release(conn)
         except BaseException:
             self._unpublished.clear()
             self._signed = None  # a checkpoint made in the rolled-back transaction is gone with it
@@ -280,7 +313,7 @@ class ArchiveStore:
         # here after the first look; that look is most of the cost of a batched append.
         seq = conn.info.get(NEXT_SEQ)
         if seq is None:
-            seq = (conn.execute(MAX_SEQ).scalar() or 0) + 1
+            seq = (self._hot.max_seq.scalar(conn, {}) or 0) + 1
         return seq
 
     def append_locked(self, conn: Connection, draft: RecordDraft) -> int:
@@ -300,14 +333,13 @@ class ArchiveStore:
             reply_seq = self._seq_for(conn, draft.network, draft.room, draft.attrs["reply_to"])
             draft = replace(draft, attrs={**draft.attrs, "reply_seq": reply_seq})
         row, content = rows_for(draft, seq, datetime.now(UTC))
-        # Parameters apart from the statement: one cached compiled INSERT instead of a new one per row.
         if content is not None:
-            conn.execute(INSERT_CONTENT, content)
-        conn.execute(INSERT_RECORD, row)
+            self._hot.insert_content.run(conn, content)
+        self._hot.insert_record.run(conn, row)
         # Keyed by the hash of the bytes themselves, which the content names: one row per file.
         kept = {hashlib.sha256(data).hexdigest(): data for data in draft.files}
         for sha, data in kept.items():
-            conn.execute(INSERT_FILE, {"seq": seq, "sha256": sha, "size": len(data), "data": data})
+            self._hot.insert_file.run(conn, {"seq": seq, "sha256": sha, "size": len(data), "data": data})
 
     def append(self, draft: RecordDraft, deliveries: list[OutboxDraft]) -> Appended | None:
         """Archive one inbound event with its outbox rows, atomically.
@@ -319,15 +351,15 @@ class ArchiveStore:
                 return None
             seq = self.append_locked(conn, draft)
             if draft.native_id:
-                conn.execute(
-                    INSERT_IDMAP,
+                self._hot.insert_idmap.run(
+                    conn,
                     {"seq": seq, "network": draft.network, "room": draft.room, "native_id": draft.native_id},
                 )
             rows = []
             for d in deliveries:
                 payload = json.dumps(d.payload, separators=(",", ":"), ensure_ascii=False)
-                result = conn.execute(
-                    INSERT_OUTBOX,
+                row_id = self._hot.insert_outbox.scalar(
+                    conn,
                     {
                         "seq": seq,
                         "portal": draft.portal,
@@ -336,11 +368,7 @@ class ArchiveStore:
                         "payload": payload,
                     },
                 )
-                rows.append(
-                    OutboxRow(
-                        result.inserted_primary_key[0], seq, draft.portal, d.network, d.room, d.payload, 0
-                    )
-                )
+                rows.append(OutboxRow(row_id, seq, draft.portal, d.network, d.room, d.payload, 0))
             return Appended(seq, tuple(rows))
 
     def append_record(self, draft: RecordDraft) -> int:
@@ -390,13 +418,12 @@ class ArchiveStore:
     def delivered(self, row: OutboxRow, native_id: str) -> int | None:
         """Mark an outbox row delivered, map its native id, archive a delivery record."""
         with self.writing() as conn:
-            done = conn.execute(MARK_DELIVERED, {"row_id": row.id, "delivered_id": native_id})
+            done = self._hot.mark_delivered.run(conn, {"row_id": row.id, "delivered_id": native_id})
             if done.rowcount == 0:
                 return None
             if native_id and not self._seq_for(conn, row.network, row.room, native_id):
-                conn.execute(
-                    INSERT_IDMAP,
-                    {"seq": row.seq, "network": row.network, "room": row.room, "native_id": native_id},
+                self._hot.insert_idmap.run(
+                    conn, {"seq": row.seq, "network": row.network, "room": row.room, "native_id": native_id}
                 )
             return self.append_locked(
                 conn,
@@ -435,13 +462,13 @@ class ArchiveStore:
 
     # -- id map --------------------------------------------------------------------
 
-    @staticmethod
-    def _seq_for(conn: Connection, network: str, room: str, native_id: str) -> int | None:
-        return conn.execute(SEQ_FOR, {"network": network, "room": room, "native_id": native_id}).scalar()
+    def _seq_for(self, conn: Connection, network: str, room: str, native_id: str) -> int | None:
+        """Inside a `writing()` transaction."""
+        return self._hot.seq_for.scalar(conn, {"network": network, "room": room, "native_id": native_id})
 
     def seq_for(self, network: str, room: str, native_id: str) -> int | None:
         with self.engine.connect() as conn:
-            return self._seq_for(conn, network, room, native_id)
+            return conn.execute(SEQ_FOR, {"network": network, "room": room, "native_id": native_id}).scalar()
 
     def native_for(self, seq: int, network: str, room: str) -> str | None:
         with self.engine.connect() as conn:
