@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import aiohttp
@@ -793,11 +793,20 @@ def table(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    root = Path(tempfile.mkdtemp(prefix="switchboard-bench-"))
+class Measurable(Protocol):
+    async def setup(self, stack: contextlib.AsyncExitStack) -> None: ...
+
+    async def measure(self) -> dict[str, Any]: ...
+
+
+async def in_workdir(
+    args: argparse.Namespace, make: Callable[[argparse.Namespace, Path], Measurable], prefix: str
+) -> dict[str, Any]:
+    """Set up and measure a bench in a fresh work directory (kept with --keep)."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
     try:
         async with contextlib.AsyncExitStack() as stack:
-            bench = Bench(args, root)
+            bench = make(args, root)
             await bench.setup(stack)
             return await bench.measure()
     finally:
@@ -805,6 +814,47 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             print(f"kept {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every relay bench takes: stragglers' timeout, IRC flood control, output."""
+    add = parser.add_argument
+    add(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="seconds to wait for stragglers after a phase (default 60)",
+    )
+    add("--flood-burst", type=int, default=10_000, help="the bridge's IRC flood_burst (default 10000)")
+    add(
+        "--flood-rate",
+        type=float,
+        default=10_000.0,
+        help="the bridge's IRC flood_rate, lines/s (default 10000)",
+    )
+    add("--json", type=Path, help="also write the results as JSON to this file")
+    add("--keep", action="store_true", help="keep the work directory (logs, archive)")
+
+
+def run_and_report(
+    args: argparse.Namespace,
+    make: Callable[[argparse.Namespace, Path], Measurable],
+    prefix: str,
+    render: Callable[[dict[str, Any]], str],
+) -> None:
+    """Run the bench, print its table and wall time, and write --json."""
+    began = time.monotonic()
+    try:
+        results = asyncio.run(in_workdir(args, make, prefix))
+    except (RuntimeError, TimeoutError, subprocess.SubprocessError, aiohttp.ClientError) as exc:
+        print(f"bench failed: {exc}", file=sys.stderr)
+        sys.exit(1)
+    results["settings"]["wall_seconds"] = round(time.monotonic() - began, 1)
+    print(render(results))
+    print(f"whole run: {results['settings']['wall_seconds']:.0f}s")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"results written to {args.json}")
 
 
 def main() -> None:
@@ -818,38 +868,11 @@ def main() -> None:
     parser.add_argument(
         "--warmup", type=int, default=5, help="unmeasured messages each way first (default 5)"
     )
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=60.0,
-        help="seconds to wait for stragglers after a phase (default 60)",
-    )
-    parser.add_argument(
-        "--flood-burst", type=int, default=10_000, help="the bridge's IRC flood_burst (default 10000)"
-    )
-    parser.add_argument(
-        "--flood-rate",
-        type=float,
-        default=10_000.0,
-        help="the bridge's IRC flood_rate, lines/s (default 10000)",
-    )
-    parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
-    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, archive)")
+    add_common_arguments(parser)
     args = parser.parse_args()
     if args.rate <= 0 or args.count < 1:
         parser.error("--rate must be above 0 and --count at least 1")
-    began = time.monotonic()
-    try:
-        results = asyncio.run(main_async(args))
-    except (RuntimeError, TimeoutError, subprocess.SubprocessError) as exc:
-        print(f"bench failed: {exc}", file=sys.stderr)
-        sys.exit(1)
-    results["settings"]["wall_seconds"] = round(time.monotonic() - began, 1)
-    print(table(results))
-    print(f"whole run: {results['settings']['wall_seconds']:.0f}s")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
-        print(f"results written to {args.json}")
+    run_and_report(args, Bench, "switchboard-bench-", table)
 
 
 if __name__ == "__main__":

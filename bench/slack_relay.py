@@ -74,10 +74,8 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -98,6 +96,7 @@ from bench.relay import (
     SERVER_NAME,
     Bench,
     Phase,
+    add_common_arguments,
     code_version,
     cpu_seconds,
     cpu_snapshot,
@@ -106,6 +105,7 @@ from bench.relay import (
     machine_busy_seconds,
     minus,
     paced,
+    run_and_report,
     stats_ms,
     stats_row,
     throughput,
@@ -765,20 +765,6 @@ def table(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    root = Path(tempfile.mkdtemp(prefix="switchboard-bench-slack-"))
-    try:
-        async with contextlib.AsyncExitStack() as stack:
-            bench = SlackBench(args, root)
-            await bench.setup(stack)
-            return await bench.measure()
-    finally:
-        if args.keep:
-            print(f"kept {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench.slack_relay",
@@ -799,21 +785,7 @@ def main() -> None:
     add("--max-lag-ms", type=float, default=500.0, help="a step's post → IRC p99 bound (default 500)")
     add("--ack-timeout", type=float, default=3.0, help="Slack's redelivery timeout, seconds (default 3)")
     add("--warmup", type=int, default=20, help="unmeasured messages per path first (default 20)")
-    add(
-        "--timeout",
-        type=float,
-        default=60.0,
-        help="seconds to wait for stragglers after a phase (default 60)",
-    )
-    add("--flood-burst", type=int, default=10_000, help="the bridge's IRC flood_burst (default 10000)")
-    add(
-        "--flood-rate",
-        type=float,
-        default=10_000.0,
-        help="the bridge's IRC flood_rate, lines/s (default 10000)",
-    )
-    add("--json", type=Path, help="also write the results as JSON to this file")
-    add("--keep", action="store_true", help="keep the work directory (logs, archive)")
+    add_common_arguments(parser)
     add("--serve-emulator", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_emulator:
@@ -823,18 +795,7 @@ def main() -> None:
         parser.error("rates must be above 0, counts and --warmup at least 1")
     if args.count > 99_999 or args.matrix_count > 99_999 or args.step_factor <= 1:
         parser.error("counts are at most 99999 (five-digit tokens) and --step-factor above 1")
-    began = time.monotonic()
-    try:
-        results = asyncio.run(main_async(args))
-    except (RuntimeError, TimeoutError, subprocess.SubprocessError, aiohttp.ClientError) as exc:
-        print(f"bench failed: {exc}", file=sys.stderr)
-        sys.exit(1)
-    results["settings"]["wall_seconds"] = round(time.monotonic() - began, 1)
-    print(table(results))
-    print(f"whole run: {results['settings']['wall_seconds']:.0f}s")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
-        print(f"results written to {args.json}")
+    run_and_report(args, SlackBench, "switchboard-bench-slack-", table)
 
 
 if __name__ == "__main__":
