@@ -342,7 +342,8 @@ def _network(
     if not any(p.key == where or p.key.startswith((f"{where}.", f"{where}[")) for p in loader.problems):
         problem = cls.options_problem(options)
         if problem:
-            loader.problem(where, problem)
+            # Connectors name their section themselves ("slack: …", "matrix.max_file_mb: …").
+            loader.problem(where, problem.removeprefix(f"{type_name}: ").removeprefix(f"{type_name}."))
     networks[name] = NetworkConfig(name, type_name, options, display)
     classes[name] = cls
 

@@ -113,12 +113,21 @@ class Connector:
         self._stopping = asyncio.Event()
 
     @classmethod
+    def parse_options(cls, options: Mapping[str, Any]) -> object:
+        """This network's options read into the connector's settings; ValueError naming what is wrong."""
+        return options
+
+    @classmethod
     def options_problem(cls, options: Mapping[str, Any]) -> str | None:
         """What is wrong with this network's options beyond their declared types, or None.
 
         `switchboard check` reports it, so a setting that could only fail at start
         (a Slack socket without an app token, an invalid IRC nick) fails the check.
         """
+        try:
+            cls.parse_options(options)
+        except ValueError as exc:
+            return str(exc)
         return None
 
     @classmethod

@@ -45,16 +45,12 @@ class IrcConnector(Connector):
     options = OPTIONS
 
     @classmethod
-    def options_problem(cls, options: Mapping[str, Any]) -> str | None:
-        try:
-            IrcSettings.from_options(options)
-        except ValueError as exc:
-            return str(exc).removeprefix("irc: ")
-        return None
+    def parse_options(cls, options: Mapping[str, Any]) -> IrcSettings:
+        return IrcSettings.from_options(options)
 
     def __init__(self, ctx: ConnectorContext) -> None:
         super().__init__(ctx)
-        self.settings = IrcSettings.from_options(ctx.options)
+        self.settings = self.parse_options(ctx.options)
         self.templates = Templates(
             line=self.settings.line_template,
             emote=self.settings.emote_template,

@@ -54,7 +54,7 @@ class MatrixConnector(Connector):
 
     def __init__(self, ctx: ConnectorContext) -> None:
         super().__init__(ctx)
-        self.config = MatrixConfig.from_options(ctx.options)
+        self.config = self.parse_options(ctx.options)
         self.ghosts = Ghosts(self.config.ghost_prefix, self.config.server_name)
         self.inbound = Inbound(ctx.name, self.ghosts, self.config.bot_mxid)
         self._sink: Sink | None = None
@@ -65,17 +65,13 @@ class MatrixConnector(Connector):
         self._powers_by_room: dict[str, RoomPowers] = {}
 
     @classmethod
-    def options_problem(cls, options: Mapping[str, Any]) -> str | None:
-        try:
-            MatrixConfig.from_options(options)
-        except ValueError as exc:
-            return str(exc).removeprefix("matrix.")
-        return None
+    def parse_options(cls, options: Mapping[str, Any]) -> MatrixConfig:
+        return MatrixConfig.from_options(options)
 
     @classmethod
     def registration(cls, options: Mapping[str, Any]) -> dict[str, Any]:
         """The appservice registration the homeserver loads (`app_service_config_files`)."""
-        config = MatrixConfig.from_options(options)
+        config = cls.parse_options(options)
         ghosts = Ghosts(config.ghost_prefix, config.server_name)
         return {
             "id": config.appservice_id,

@@ -51,16 +51,12 @@ class SlackConnector(Connector):
     options = OPTIONS
 
     @classmethod
-    def options_problem(cls, options: Mapping[str, Any]) -> str | None:
-        try:
-            SlackSettings.from_options(options)
-        except ValueError as exc:
-            return str(exc).removeprefix("slack: ")
-        return None
+    def parse_options(cls, options: Mapping[str, Any]) -> SlackSettings:
+        return SlackSettings.from_options(options)
 
     def __init__(self, ctx: ConnectorContext) -> None:
         super().__init__(ctx)
-        self.settings = SlackSettings.from_options(ctx.options)
+        self.settings = self.parse_options(ctx.options)
         self.me = Me("", "")
         self._sink: Sink | None = None
         self._http: aiohttp.ClientSession | None = None
