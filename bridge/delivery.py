@@ -14,6 +14,7 @@ import contextlib
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 
 from bridge.archive import AsyncArchive
 from bridge.archive.store import OutboxRow
@@ -99,7 +100,7 @@ class Delivery:
             return
         out = await self._outbound(row)
         if out is None:  # an edit or delete of something never delivered there
-            await self.archive.call(self.archive.store.delivered, row, "")
+            await self.archive.write(partial(self.archive.store.delivered_in, row=row, native_id=""))
             return
         while True:
             try:
@@ -123,7 +124,9 @@ class Delivery:
                 await self.archive.call(self.archive.store.failed, row, exc_text, False)
             else:
                 worker.backoff.reset()
-                await self.archive.call(self.archive.store.delivered, row, native_id or "")
+                await self.archive.write(
+                    partial(self.archive.store.delivered_in, row=row, native_id=native_id or "")
+                )
                 self.delivered += 1
                 return
             await asyncio.sleep(delay)

@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 
 from bridge.archive import AsyncArchive
 from bridge.archive.quotes import quoted
@@ -95,7 +96,9 @@ class Router:
         draft = self._record(event, portal, identity, decision)
         quote = await self._quote(event, destinations)
         deliveries = [] if decision.blocked else self._deliveries(event, portal, identity, decision, quote)
-        appended = await self.archive.call(self.archive.store.append, draft, deliveries)
+        appended = await self.archive.write(
+            partial(self.archive.store.append_in, draft=draft, deliveries=deliveries)
+        )
         if appended is None:
             return Receipt("duplicate")
         if decision.blocked or decision.withheld:

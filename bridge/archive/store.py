@@ -347,29 +347,35 @@ class ArchiveStore:
         Returns None when the event's native id was archived before (a redelivery).
         """
         with self.writing() as conn:
-            if draft.native_id and self._seq_for(conn, draft.network, draft.room, draft.native_id):
-                return None
-            seq = self.append_locked(conn, draft)
-            if draft.native_id:
-                self._hot.insert_idmap.run(
-                    conn,
-                    {"seq": seq, "network": draft.network, "room": draft.room, "native_id": draft.native_id},
-                )
-            rows = []
-            for d in deliveries:
-                payload = json.dumps(d.payload, separators=(",", ":"), ensure_ascii=False)
-                row_id = self._hot.insert_outbox.scalar(
-                    conn,
-                    {
-                        "seq": seq,
-                        "portal": draft.portal,
-                        "network": d.network,
-                        "room": d.room,
-                        "payload": payload,
-                    },
-                )
-                rows.append(OutboxRow(row_id, seq, draft.portal, d.network, d.room, d.payload, 0))
-            return Appended(seq, tuple(rows))
+            return self.append_in(conn, draft, deliveries)
+
+    def append_in(
+        self, conn: Connection, draft: RecordDraft, deliveries: list[OutboxDraft]
+    ) -> Appended | None:
+        """`append` inside a `writing()` transaction (several events may share one commit)."""
+        if draft.native_id and self._seq_for(conn, draft.network, draft.room, draft.native_id):
+            return None
+        seq = self.append_locked(conn, draft)
+        if draft.native_id:
+            self._hot.insert_idmap.run(
+                conn,
+                {"seq": seq, "network": draft.network, "room": draft.room, "native_id": draft.native_id},
+            )
+        rows = []
+        for d in deliveries:
+            payload = json.dumps(d.payload, separators=(",", ":"), ensure_ascii=False)
+            row_id = self._hot.insert_outbox.scalar(
+                conn,
+                {
+                    "seq": seq,
+                    "portal": draft.portal,
+                    "network": d.network,
+                    "room": d.room,
+                    "payload": payload,
+                },
+            )
+            rows.append(OutboxRow(row_id, seq, draft.portal, d.network, d.room, d.payload, 0))
+        return Appended(seq, tuple(rows))
 
     def append_record(self, draft: RecordDraft) -> int:
         """Archive a record with no deliveries (reviews, holds, exports …)."""
@@ -418,25 +424,29 @@ class ArchiveStore:
     def delivered(self, row: OutboxRow, native_id: str) -> int | None:
         """Mark an outbox row delivered, map its native id, archive a delivery record."""
         with self.writing() as conn:
-            done = self._hot.mark_delivered.run(conn, {"row_id": row.id, "delivered_id": native_id})
-            if done.rowcount == 0:
-                return None
-            if native_id and not self._seq_for(conn, row.network, row.room, native_id):
-                self._hot.insert_idmap.run(
-                    conn, {"seq": row.seq, "network": row.network, "room": row.room, "native_id": native_id}
-                )
-            return self.append_locked(
-                conn,
-                RecordDraft(
-                    kind="delivery",
-                    occurred_at=datetime.now(UTC),
-                    network=row.network,
-                    room=row.room,
-                    native_id=native_id,
-                    portal=row.portal,
-                    target_seq=row.seq,
-                ),
+            return self.delivered_in(conn, row, native_id)
+
+    def delivered_in(self, conn: Connection, row: OutboxRow, native_id: str) -> int | None:
+        """`delivered` inside a `writing()` transaction."""
+        done = self._hot.mark_delivered.run(conn, {"row_id": row.id, "delivered_id": native_id})
+        if done.rowcount == 0:
+            return None
+        if native_id and not self._seq_for(conn, row.network, row.room, native_id):
+            self._hot.insert_idmap.run(
+                conn, {"seq": row.seq, "network": row.network, "room": row.room, "native_id": native_id}
             )
+        return self.append_locked(
+            conn,
+            RecordDraft(
+                kind="delivery",
+                occurred_at=datetime.now(UTC),
+                network=row.network,
+                room=row.room,
+                native_id=native_id,
+                portal=row.portal,
+                target_seq=row.seq,
+            ),
+        )
 
     def failed(self, row: OutboxRow, error: str, final: bool) -> None:
         with self.writing() as conn:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, event, select
 
+from bridge.archive import AsyncArchive
 from bridge.archive.schema import records
 from bridge.archive.search import Filters, search
 from bridge.archive.store import ArchiveStore, OutboxDraft, RecordDraft, leaf_hash
@@ -120,3 +125,32 @@ def test_state_keys_put_with_a_time_to_live_are_pruned_after_it(archive_url: str
     assert store.prune_state(datetime.now(UTC) + timedelta(days=2)) == 0
     assert store.state_get("matrix:rooms") == "[]" and store.state_get("matrix:txn:2") == "done"
     store.close()
+
+
+async def test_concurrent_writes_share_commits_and_a_failing_one_fails_alone(archive_url: str) -> None:
+    store = ArchiveStore(archive_url)
+    store.migrate()
+    archive = AsyncArchive(store)
+    commits: list[int] = []
+    event.listen(store.engine, "commit", lambda conn: commits.append(1))
+
+    def message(native_id: str, text: str) -> Callable[[Connection], Any]:
+        return partial(store.append_in, draft=_message(native_id, text), deliveries=[])
+
+    def broken(conn: Connection) -> None:
+        store.append_in(conn, _message("bad", "half written"), [])
+        raise ValueError("this one is refused")
+
+    together = await asyncio.gather(*(archive.write(message(f"g{n}", f"group {n}")) for n in range(10)))
+    assert [a.seq for a in together] == list(range(1, 11))  # in order, each its own result
+    assert len(commits) == 1  # ten events, one transaction, one fsync
+
+    writes = [archive.write(message(f"h{n}", f"more {n}")) for n in range(5)]
+    writes.insert(2, archive.write(broken))
+    results = await asyncio.gather(*writes, return_exceptions=True)
+    assert isinstance(results[2], ValueError)
+    assert [r.seq for i, r in enumerate(results) if i != 2] == list(range(11, 16))  # gap-free
+    assert len(commits) == 1 + 5  # the shared transaction failed; the others were then committed alone
+    assert list(search(store.engine, Filters(text="half written"))) == []
+    assert await archive.write(message("h0", "a redelivery")) is None
+    await archive.close()
