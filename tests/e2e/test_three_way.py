@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import email
 import hashlib
 import io
 import json
@@ -31,6 +32,8 @@ import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from email import policy
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -41,7 +44,7 @@ from bridge.sandbox.ircd import Ngircd
 from bridge.sandbox.ports import free_port
 from connectors.matrix.config import DEFAULT_GHOST_PREFIX
 from connectors.matrix.ghosts import Ghosts
-from tests.e2e.harness import BridgeProcess, MatrixUser, unique
+from tests.e2e.harness import BridgeProcess, MatrixUser, switchboard, unique
 from tests.fakes.slack import Posted, SlackEmulator, User, post_signed_event, url_verification_body
 from tests.servers.ircclient import IrcClient, Line
 from tests.servers.synapse import SynapseSession
@@ -303,7 +306,7 @@ async def world(
             },
         },
         "directory": {"type": "yaml", "path": "directory.yaml", "unmapped": "deny"},
-        "archive": {"url": "sqlite:///archive.db"},
+        "archive": {"url": "sqlite:///archive.db", "signing_key": "archive-signing.key"},
         "rooms": [
             {"id": "trading", "matrix": f"#{alias}:{synapse.server_name}", "slack": channel, "irc": irc},
             {"id": "desk", "matrix": f"#{alias2}:{synapse.server_name}", "slack": channel2, "irc": irc2},
@@ -315,6 +318,9 @@ async def world(
         room_id, room2_id, channel, channel2, channel2_name, irc, irc2, relay,
     )  # fmt: skip
     try:
+        bridge.write()
+        keygen = switchboard("archive", "keygen", "-c", str(bridge.config_path))
+        assert keygen.returncode == 0, keygen.stderr
         await asyncio.to_thread(bridge.start)
         for ch in (irc, irc2):
             await bob.wait_until(lambda ch=ch: world._relay_joins(ch) > 0, TIMEOUT, f"relay joins {ch}")
@@ -604,6 +610,29 @@ async def test_slack_image_is_viewable_in_matrix(world: World) -> None:
             got = await resp.read()
     assert hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest()
     assert content["info"]["mimetype"] == "image/png" and content["info"]["size"] == len(data)
+
+
+async def test_a_slack_file_is_exported_inline_from_the_live_archive(world: World, tmp_path: Path) -> None:
+    """A reviewer exports while the bridge keeps relaying: the EML carries the file itself."""
+    name, data, ts = _share_image(world, unique("eml"))
+    seq = await world.slack_message_seq(ts)
+    out = tmp_path / "export"
+    exported = await asyncio.to_thread(
+        switchboard,
+        *("archive", "export", "-c", str(world.bridge.config_path), "--as", "E9001"),
+        *("--format", "eml", "--out", str(out), "--employee", "E1003", "--kind", "message"),
+    )
+    assert exported.returncode == 0, exported.stderr
+    message = email.message_from_bytes((out / "eml" / f"{seq:010d}.eml").read_bytes(), policy=policy.default)
+    [part] = [p for p in message.iter_attachments() if p.get_filename() == name]
+    assert part.get_content_type() == "image/png"
+    assert hashlib.sha256(part.get_content()).hexdigest() == hashlib.sha256(data).hexdigest()
+    verified = await asyncio.to_thread(switchboard, "archive", "verify", "--bundle", str(out))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    # The bridge went on relaying during the export.
+    tag = unique("after")
+    await world.alice.send(world.room_id, f"{tag} after the export")
+    await world.on_irc(lambda t: f"{tag} after the export" in t, "a message after the export")
 
 
 async def test_matrix_file_arrives_on_slack(world: World) -> None:
