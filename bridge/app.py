@@ -18,6 +18,7 @@ from bridge.config import Config
 from bridge.connector import Backoff, Connector, ConnectorContext, load_connector
 from bridge.delivery import Delivery
 from bridge.directory.factory import make_directory
+from bridge.media import MediaLinks, MediaServer
 from bridge.model import Portal
 from bridge.router import NetworkInfo, PortalIndex, Router
 from bridge.secrets import install_redaction, secret_values
@@ -43,7 +44,14 @@ class Bridge:
         self.portals = PortalIndex()
         # Several bridge processes may share one archive, each with its own rooms: this one
         # delivers only its own portals' outbox rows and keeps its state under its own name.
-        self.delivery = Delivery(self.archive, self.connectors, frozenset(r.id for r in config.rooms))
+        self.links: MediaLinks | None = None
+        self.media: MediaServer | None = None
+        if config.media is not None:
+            self.links = MediaLinks(config.media.public_url, config.media.secret.encode())
+            self.media = MediaServer(self.links, self.archive, config.media.host, config.media.port)
+        self.delivery = Delivery(
+            self.archive, self.connectors, frozenset(r.id for r in config.rooms), self.links
+        )
         self.router: Router | None = None
         self._joiners: set[asyncio.Task[None]] = set()
         self.state = ArchiveState(self.archive, self._state_prefix("bridge"))
@@ -56,6 +64,13 @@ class Bridge:
             await self.directory.start()
         except Exception as exc:
             raise StartupError(f"directory: {exc}") from exc
+        if self.media is not None:
+            try:
+                await self.media.start()
+            except OSError as exc:
+                raise StartupError(
+                    f"media: cannot listen on {self.media.host}:{self.media.port}: {exc}"
+                ) from exc
         infos: dict[str, NetworkInfo] = {}
         for name, net in self.config.networks.items():
             cls = load_connector(net.type)
@@ -160,6 +175,8 @@ class Bridge:
                 await connector.stop()
         await self.delivery.stop()
         await self.directory.stop()
+        if self.media is not None:
+            await self.media.stop()
         if self._maintenance is not None:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bridge.connector import Connector, Option, load_connector
+from bridge.connector import Connector, Option, load_connector, parse_listen
 from bridge.detectors import DETECTORS
 from bridge.policy import NetworkPolicy, PolicySet, RoomPolicy, Rule
 from bridge.yamlsource import Located, SourceError, join_path, load_located
@@ -61,13 +61,19 @@ ARCHIVE_KEYS = {
     "instance": Option(str, default="", help="this process's name among bridges sharing one archive"),
     "retention": Option(dict, default={}),
 }
+MEDIA_KEYS = {
+    "listen": Option(str, required=True, help="host:port the media server listens on"),
+    "public_url": Option(str, required=True, help="how users reach it, e.g. https://bridge.corp.example"),
+    "secret": Option(str, required=True, help="signs the links; at least 16 characters"),
+}
+MIN_MEDIA_SECRET = 16
 POLICY_KEYS = {
     "notice": Option(str),
     "networks": Option(dict, default={}),
     "rules": Option(list, default=[]),
 }
 _INSTANCE = re.compile(r"[A-Za-z0-9_-]{1,64}")
-TOP_KEYS = {"matrix", "networks", "directory", "archive", "policy", "rooms", "logging"}
+TOP_KEYS = {"matrix", "networks", "directory", "archive", "media", "policy", "rooms", "logging"}
 _SECRET = re.compile(r"\$\{([^}]*)\}")
 _DURATION = re.compile(r"^(\d+)\s*([smhdwy])$")
 _DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
@@ -115,6 +121,16 @@ class ArchiveConfig:
 
 
 @dataclass(frozen=True)
+class MediaConfig:
+    """Where the bridge serves archived files to networks that cannot carry them (bridge/media.py)."""
+
+    host: str
+    port: int
+    public_url: str
+    secret: str
+
+
+@dataclass(frozen=True)
 class Config:
     file: Path
     networks: Mapping[str, NetworkConfig]  # includes the Matrix side, under "matrix"
@@ -123,6 +139,7 @@ class Config:
     policy: PolicySet
     rooms: tuple[RoomConfig, ...]
     log_level: str = "INFO"
+    media: MediaConfig | None = None
     # (key path, group name) of every group the policy names, for `check` to test
     # against the directory; and the parsed file, to report those with their line.
     group_refs: tuple[tuple[str, str], ...] = ()
@@ -277,6 +294,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
             "archive.checkpoint_log", "needs archive.signing_key: only signed checkpoints are logged"
         )
 
+    media = _media(loader, data["media"]) if data.get("media") is not None else None
     policy = loader.section(data.get("policy"), "policy", POLICY_KEYS)
     declared = {MATRIX, *map(str, raw_networks)}
     rooms = _rooms(loader, data.get("rooms"), networks, classes, declared)
@@ -302,6 +320,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         policy=policy_set,
         rooms=rooms,
         log_level=str((data.get("logging") or {}).get("level", "INFO")).upper(),
+        media=media,
         group_refs=tuple(group_refs),
         source=located,
     )
@@ -346,6 +365,26 @@ def _network(
             loader.problem(where, problem.removeprefix(f"{type_name}: ").removeprefix(f"{type_name}."))
     networks[name] = NetworkConfig(name, type_name, options, display)
     classes[name] = cls
+
+
+def _media(loader: _Loader, raw: Any) -> MediaConfig | None:
+    media = loader.section(raw, "media", MEDIA_KEYS)
+    if not all(isinstance(media[k], str) and media[k] for k in MEDIA_KEYS):
+        return None  # the section check reported it
+    try:
+        host, port = parse_listen(media["listen"], "media.listen")
+    except ValueError as exc:
+        loader.problem("media.listen", str(exc).removeprefix("media.listen: "))
+        return None
+    if not media["public_url"].startswith(("https://", "http://")):
+        loader.problem("media.public_url", "must be an http(s) URL that users' browsers reach")
+        return None
+    if len(media["secret"]) < MIN_MEDIA_SECRET:
+        loader.problem(
+            "media.secret", f"must be at least {MIN_MEDIA_SECRET} characters (e.g. openssl rand -hex 32)"
+        )
+        return None
+    return MediaConfig(host, port, media["public_url"], media["secret"])
 
 
 def _archive_url(loader: _Loader, url: str) -> str:

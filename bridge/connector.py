@@ -37,6 +37,14 @@ class Capabilities:
     max_message_bytes: int = 0  # 0: no limit the core must care about
 
 
+def parse_listen(listen: str, where: str) -> tuple[str, int]:
+    """`host:port` (or `[v6]:port`) → (host, port); ValueError naming `where` otherwise."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"{where}: expected host:port, got {listen!r}")
+    return host.removeprefix("[").removesuffix("]"), int(port)
+
+
 @dataclass(frozen=True)
 class Option:
     """One key a connector accepts in its `networks.<name>` config section."""

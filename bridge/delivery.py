@@ -13,13 +13,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 from bridge.archive import AsyncArchive
 from bridge.archive.store import OutboxRow
 from bridge.codec import text_from_json
 from bridge.connector import Backoff, Connector, DeliveryError
+from bridge.media import MediaLinks
 from bridge.model import Attachment, Outbound, Sender
 
 log = logging.getLogger("switchboard.delivery")
@@ -36,11 +37,16 @@ class RoomWorker:
 
 class Delivery:
     def __init__(
-        self, archive: AsyncArchive, connectors: Mapping[str, Connector], portals: frozenset[str]
+        self,
+        archive: AsyncArchive,
+        connectors: Mapping[str, Connector],
+        portals: frozenset[str],
+        links: MediaLinks | None = None,
     ) -> None:
         self.archive = archive
         self.connectors = connectors
         self.portals = portals  # whose rows this process delivers
+        self.links = links  # where networks without files link to the archived bytes
         self.workers: dict[tuple[str, str], RoomWorker] = {}
         self.delivered = 0
 
@@ -157,10 +163,21 @@ class Delivery:
         )
 
     async def _attachments(self, row: OutboxRow) -> tuple[Attachment, ...]:
-        """The row's attachments with the bytes the archive kept (none once purged)."""
+        """The row's attachments with the bytes the archive kept (none once purged); for a network
+        that cannot carry files, linked to the bridge's copy instead when media links are on."""
         described = row.payload.get("attachments") or ()
         kept = await self.archive.call(self.archive.store.files_of, row.seq) if described else {}
-        return tuple(Attachment(**a, data=kept.get(a["sha256"])) for a in described)
+        connector = self.connectors.get(row.network)
+        link = self.links is not None and connector is not None and not connector.capabilities.files
+        out = []
+        for a in described:
+            attachment = Attachment(**a, data=kept.get(a["sha256"]))
+            if link and attachment.data is not None:
+                attachment = replace(
+                    attachment, url=self.links.url(row.seq, attachment.sha256, attachment.name)
+                )
+            out.append(attachment)
+        return tuple(out)
 
     def _translate(self, source: list[str], native_id: str, row: OutboxRow) -> str | None:
         """The destination's native id of the event `native_id` names on the source network."""

@@ -32,6 +32,8 @@ def secret_values(config: Config) -> set[str]:
     for net in config.networks.values():
         walk(net.options, "")
     walk(config.directory.options, "")
+    if config.media is not None:
+        found.add(config.media.secret)
     return found
 
 

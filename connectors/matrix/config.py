@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bridge.connector import parse_listen
+
 DEFAULT_GHOST_PREFIX = "_sb_"
 DEFAULT_MAX_FILE_MB = 20
 
@@ -36,7 +38,10 @@ class MatrixConfig:
             raise ValueError(
                 "matrix.appservice: required, a mapping with id, listen, as_token, hs_token, bot"
             )
-        host, port = parse_listen(_text(appservice, "listen", "matrix.appservice.listen"))
+        where = "matrix.appservice.listen"
+        host, port = parse_listen(_text(appservice, "listen", where), where)
+        if port == 0:  # the homeserver must know where to push
+            raise ValueError(f"{where}: a fixed port is needed, not 0")
         return cls(
             homeserver=_text(options, "homeserver", "matrix.homeserver").rstrip("/"),
             server_name=_text(options, "server_name", "matrix.server_name"),
@@ -60,14 +65,6 @@ class MatrixConfig:
         """Where the homeserver reaches our appservice server."""
         host = f"[{self.listen_host}]" if ":" in self.listen_host else self.listen_host
         return f"http://{host}:{self.listen_port}"
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    """`host:port` (or `[v6]:port`) → (host, port)."""
-    host, sep, port = listen.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"matrix.appservice.listen: expected host:port, got {listen!r}")
-    return host.removeprefix("[").removesuffix("]"), int(port)
 
 
 def _text(section: Mapping[str, Any], key: str, where: str) -> str:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.connector import Option
+from bridge.connector import Option, parse_listen
 
 OPTIONS: dict[str, Option] = {
     "bot_token": Option(str, required=True, help="bot token (xoxb-…)"),
@@ -92,7 +92,4 @@ class SlackSettings:
         return int(self.max_file_mb * 1024 * 1024)
 
     def listen_address(self) -> tuple[str, int]:
-        host, sep, port = self.listen.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
-            raise ValueError(f"slack: listen must be host:port, not {self.listen!r}")
-        return host.strip("[]"), int(port)
+        return parse_listen(self.listen, "slack: listen")

@@ -52,6 +52,8 @@ from tests.servers.synapse import SynapseSession
 TIMEOUT = 20
 ICONS = "https://avatars.corp.test/{employee_id}.png"
 SIGNING_SECRET = "e2e-signing-secret-8f742231b10e8888abcd"
+MEDIA_SECRET = "e2e-media-secret-5b1d0c7e9a"
+MEDIA_URL = "http://127.0.0.1:{}"
 
 
 def icon(employee_id: str) -> str:
@@ -256,6 +258,7 @@ async def world(
     await bob.join(irc)
     await bob.join(irc2)
     relay = unique("sb")
+    media_port = free_port()
 
     directory = {
         "people": [
@@ -307,6 +310,11 @@ async def world(
         },
         "directory": {"type": "yaml", "path": "directory.yaml", "unmapped": "deny"},
         "archive": {"url": "sqlite:///archive.db", "signing_key": "archive-signing.key"},
+        "media": {
+            "listen": f"127.0.0.1:{media_port}",
+            "public_url": MEDIA_URL.format(media_port),
+            "secret": MEDIA_SECRET,
+        },
         "rooms": [
             {"id": "trading", "matrix": f"#{alias}:{synapse.server_name}", "slack": channel, "irc": irc},
             {"id": "desk", "matrix": f"#{alias2}:{synapse.server_name}", "slack": channel2, "irc": irc2},
@@ -575,11 +583,53 @@ def _share_image(world: World, tag: str) -> tuple[str, bytes, str]:
     return name, data, msg.ts
 
 
+async def _linked_file(world: World, line: str) -> tuple[str, bytes]:
+    """The bridge's link in an IRC file line, and what it serves."""
+    match = re.search(r"(http://\S+/media/\S+)", line)
+    assert match, line
+    async with aiohttp.ClientSession() as http, http.get(match.group(1)) as resp:
+        assert resp.status == 200, await resp.text()
+        assert resp.headers["Content-Disposition"].startswith("attachment;")  # never rendered as a page
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+        return match.group(1), await resp.read()
+
+
 async def test_slack_image_is_linked_on_irc(world: World) -> None:
-    name, _, _ = _share_image(world, unique("irc"))
-    # IRC cannot carry files: a line names the file and links to it.
+    name, data, _ = _share_image(world, unique("irc"))
+    # IRC cannot carry files: a line names the file and links to the bridge's archived copy.
     line = await world.on_irc(lambda t: name in t, f"a line naming {name} on IRC")
-    assert line.startswith("<Carol White> ") and re.search(r"https?://\S+", line), line
+    assert line.startswith("<Carol White> [file] "), line
+    url, served = await _linked_file(world, line)
+    assert served == data
+    # The link is signed: change it and it opens nothing.
+    seq, _, signature, _ = url.split("/media/")[1].split("/", 3)
+    forged = url.replace(f"/{signature}/", f"/{signature[::-1]}/")
+    async with aiohttp.ClientSession() as http, http.get(forged) as resp:
+        assert resp.status == 403
+    other_record = url.replace(f"/media/{seq}/", f"/media/{int(seq) + 1}/")
+    async with aiohttp.ClientSession() as http, http.get(other_record) as resp:
+        assert resp.status == 403
+
+
+async def test_a_matrix_file_is_linked_on_irc(world: World) -> None:
+    tag = unique("mf")
+    data = b"desk notes for IRC " + bytes(range(256)) * 8
+    name = f"notes-{tag}.txt"
+    reply, _ = await world.alice.client.upload(
+        io.BytesIO(data), content_type="text/plain", filename=name, filesize=len(data)
+    )
+    assert isinstance(reply, UploadResponse), reply
+    await world.alice.send(
+        world.room_id,
+        name,
+        msgtype="m.file",
+        url=reply.content_uri,
+        info={"size": len(data), "mimetype": "text/plain"},
+    )
+    line = await world.on_irc(lambda t: f"[file] {name}" in t, f"{name} linked on IRC")
+    assert line.startswith("<Alice Smith> ")
+    _, served = await _linked_file(world, line)
+    assert served == data
 
 
 async def test_slack_image_is_viewable_in_matrix(world: World) -> None:

@@ -91,6 +91,24 @@ def test_good_config_loads_with_secrets_and_paths(tmp_path: Path, capsys, monkey
             "archive.instance",
             "letters, digits",
         ),
+        (
+            (
+                "rooms:\n",
+                "media: {listen: 127.0.0.1:29335, public_url: https://b.corp, secret: short}\nrooms:\n",
+            ),
+            23,
+            "media.secret",
+            "at least 16 characters",
+        ),
+        (
+            (
+                "rooms:\n",
+                "media: {listen: nowhere, public_url: https://b.corp, secret: long-enough-secret}\nrooms:\n",
+            ),
+            23,
+            "media.listen",
+            "expected host:port",
+        ),
         # Settings a connector can only judge itself fail the check too, not the start.
         (
             ("    tls: true", "    tls: true\n    nick: 'bad nick'"),
@@ -229,8 +247,8 @@ def test_the_shipped_example_config_checks_clean(tmp_path: Path, capsys, monkeyp
     root = Path(__file__).parents[2] / "config"
     (tmp_path / "switchboard.yaml").write_text((root / "switchboard.example.yaml").read_text())
     (tmp_path / "directory.yaml").write_text((root / "directory.example.yaml").read_text())
-    for name in ("SWITCHBOARD_AS_TOKEN", "SWITCHBOARD_HS_TOKEN"):
-        monkeypatch.setenv(name, "example-secret")
+    for name in ("SWITCHBOARD_AS_TOKEN", "SWITCHBOARD_HS_TOKEN", "SWITCHBOARD_MEDIA_SECRET"):
+        monkeypatch.setenv(name, "example-secret-of-some-length")
     monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-example")  # Slack's token kinds are checked
     monkeypatch.setenv("SLACK_APP_TOKEN", "xapp-example")
     code = main(["check", "-c", str(tmp_path / "switchboard.yaml")])
