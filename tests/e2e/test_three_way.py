@@ -583,6 +583,22 @@ def _share_image(world: World, tag: str) -> tuple[str, bytes, str]:
     return name, data, msg.ts
 
 
+async def _alice_shares_file(world: World, name: str, data: bytes, mimetype: str) -> None:
+    """Alice uploads a file to the media repository and posts it in the room as m.file."""
+    reply, _ = await world.alice.client.upload(
+        io.BytesIO(data), content_type=mimetype, filename=name, filesize=len(data)
+    )
+    assert isinstance(reply, UploadResponse), reply
+    await world.alice.send(
+        world.room_id,
+        name,
+        msgtype="m.file",
+        url=reply.content_uri,
+        filename=name,
+        info={"size": len(data), "mimetype": mimetype},
+    )
+
+
 async def _linked_file(world: World, line: str) -> tuple[str, bytes]:
     """The bridge's link in an IRC file line, and what it serves."""
     match = re.search(r"(http://\S+/media/\S+)", line)
@@ -615,17 +631,7 @@ async def test_a_matrix_file_is_linked_on_irc(world: World) -> None:
     tag = unique("mf")
     data = b"desk notes for IRC " + bytes(range(256)) * 8
     name = f"notes-{tag}.txt"
-    reply, _ = await world.alice.client.upload(
-        io.BytesIO(data), content_type="text/plain", filename=name, filesize=len(data)
-    )
-    assert isinstance(reply, UploadResponse), reply
-    await world.alice.send(
-        world.room_id,
-        name,
-        msgtype="m.file",
-        url=reply.content_uri,
-        info={"size": len(data), "mimetype": "text/plain"},
-    )
+    await _alice_shares_file(world, name, data, "text/plain")
     line = await world.on_irc(lambda t: f"[file] {name}" in t, f"{name} linked on IRC")
     assert line.startswith("<Alice Smith> ")
     _, served = await _linked_file(world, line)
@@ -689,18 +695,7 @@ async def test_matrix_file_arrives_on_slack(world: World) -> None:
     tag = unique("f")
     data = b"%PDF-1.4 desk notes " + bytes(range(256)) * 24
     name = f"notes-{tag}.pdf"
-    reply, _ = await world.alice.client.upload(
-        io.BytesIO(data), content_type="application/pdf", filename=name, filesize=len(data)
-    )
-    assert isinstance(reply, UploadResponse), reply
-    await world.alice.send(
-        world.room_id,
-        name,
-        msgtype="m.file",
-        url=reply.content_uri,
-        filename=name,
-        info={"size": len(data), "mimetype": "application/pdf"},
-    )
+    await _alice_shares_file(world, name, data, "application/pdf")
     post = await world.on_slack(lambda p: any(f.name == name for f in p.files), f"{name} shared on Slack")
     [shared] = [f for f in post.files if f.name == name]
     assert hashlib.sha256(shared.data).hexdigest() == hashlib.sha256(data).hexdigest()
