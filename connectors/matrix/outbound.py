@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 from bridge.model import Attachment, MessageKind, Outbound
@@ -11,6 +12,10 @@ from connectors.matrix.format import HTML_FORMAT, render
 from connectors.matrix.ghosts import Ghosts
 
 MSGTYPES: dict[MessageKind, str] = {"text": "m.text", "emote": "m.emote", "notice": "m.notice"}
+# A homeserver refuses events over 65,536 bytes (the whole signed event); the text of one
+# gets this much, leaving room for relations, mentions, signatures and hashes.
+TEXT_BUDGET = 56_000
+_ELLIPSIS = " …"
 
 
 def txn_id(key: str, part: str = "") -> str:
@@ -18,8 +23,10 @@ def txn_id(key: str, part: str = "") -> str:
     return "sb" + hashlib.sha256(f"{key}\0{part}".encode()).hexdigest()[:40]
 
 
-def text_content(text: Text, msgtype: str, *, network: str, ghosts: Ghosts) -> dict[str, Any]:
-    body, formatted = render(text, network=network, ghosts=ghosts)
+def text_content(
+    text: Text, msgtype: str, *, network: str, ghosts: Ghosts, budget: int = TEXT_BUDGET
+) -> dict[str, Any]:
+    body, formatted = fitted(text, network=network, ghosts=ghosts, budget=budget)
     content: dict[str, Any] = {"msgtype": msgtype, "body": body}
     if formatted is not None:
         content["format"] = HTML_FORMAT
@@ -32,6 +39,28 @@ def text_content(text: Text, msgtype: str, *, network: str, ghosts: Ghosts) -> d
         mentions["room"] = True
     content["m.mentions"] = mentions
     return content
+
+
+def fitted(text: Text, *, network: str, ghosts: Ghosts, budget: int) -> tuple[str, str | None]:
+    """Body and HTML within `budget` bytes of JSON: the HTML goes first, then the text is cut
+    short and marked so. The archive keeps the whole message either way."""
+    body, formatted = render(text, network=network, ghosts=ghosts)
+    if _json_bytes(body) + _json_bytes(formatted) <= budget:
+        return body, formatted
+    if _json_bytes(body) <= budget:
+        return body, None
+    keep = len(text.plain) * budget // _json_bytes(body)
+    while keep > 0:
+        body = render(text.slice(0, keep), network=network, ghosts=ghosts)[0] + _ELLIPSIS
+        if _json_bytes(body) <= budget:
+            return body, None
+        keep = keep * 9 // 10
+    return _ELLIPSIS.strip(), None
+
+
+def _json_bytes(value: str | None) -> int:
+    # What the homeserver counts: the event's JSON, so escapes count too.
+    return 0 if value is None else len(json.dumps(value, ensure_ascii=False).encode())
 
 
 def mentioned(text: Text, *, network: str, ghosts: Ghosts) -> list[str]:
@@ -67,7 +96,10 @@ def message_content(out: Outbound, *, network: str, ghosts: Ghosts) -> dict[str,
 def edit_content(out: Outbound, *, network: str, ghosts: Ghosts) -> dict[str, Any]:
     if not out.target_native_id:
         raise ValueError("an edit needs target_native_id")
-    new = text_content(out.text, MSGTYPES[out.message_kind], network=network, ghosts=ghosts)
+    # The text goes in twice (the fallback and m.new_content), so each copy gets half the room.
+    new = text_content(
+        out.text, MSGTYPES[out.message_kind], network=network, ghosts=ghosts, budget=TEXT_BUDGET // 2
+    )
     # Clients without edit support show the fallback: the new text marked with `* `.
     content = {key: value for key, value in new.items() if key != "m.mentions"}
     content["body"] = "* " + new["body"]

@@ -703,6 +703,20 @@ async def test_matrix_file_arrives_on_slack(world: World) -> None:
     assert "Alice Smith" in post.text  # the share names who sent it
 
 
+async def test_a_slack_message_too_big_for_one_matrix_event_still_arrives(world: World) -> None:
+    tag = unique("big")
+    text = f"{tag} " + '"é' * 19_000  # within Slack's 40,000 characters; over 64 KB as a Matrix event
+    msg = world.emu.user_posts(world.channel, world.carol.id, text)
+    event = await world.on_matrix(
+        lambda e: e["sender"] == world.ghost_carol and e["content"].get("body", "").startswith(tag),
+        "the long message on Matrix",
+    )
+    body = event["content"]["body"]
+    assert body.endswith(" …") and text.startswith(body[:-2]) and len(body) > 10_000  # cut, and marked
+    _, plain = world.content_of(await world.slack_message_seq(msg.ts))
+    assert plain == text  # the archive keeps every character
+
+
 # -- Slack's rate limits --------------------------------------------------------------
 
 

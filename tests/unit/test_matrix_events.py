@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -299,3 +300,21 @@ def test_config_errors_name_the_key(change: dict, message: str) -> None:
 def test_max_file_mb_is_read_in_megabytes() -> None:
     assert MatrixConfig.from_options(OPTIONS).max_file_bytes == 20 * 1024 * 1024
     assert MatrixConfig.from_options({**OPTIONS, "max_file_mb": 0.5}).max_file_bytes == 512 * 1024
+
+
+def _event_bytes(content: dict) -> int:
+    return len(json.dumps(content, ensure_ascii=False).encode())
+
+
+def test_a_message_too_big_for_one_event_loses_its_html_then_its_tail() -> None:
+    bold = Text("é" * 20_000, (Span("bold", 0, 20_000),))  # 40 KB of text, twice that with its HTML
+    content = message_content(outbound(text=bold), network="matrix", ghosts=GHOSTS)
+    assert content["body"] == "é" * 20_000 and "formatted_body" not in content  # plain, but whole
+    huge = Text('"é' * 30_000)  # quotes count twice in JSON: 150 KB as an event
+    content = message_content(outbound(text=huge), network="matrix", ghosts=GHOSTS)
+    assert content["body"].endswith(" …") and huge.plain.startswith(content["body"][:-2])
+    assert 50_000 < _event_bytes(content) <= 60_000  # as much as fits, and it fits
+    edit = edit_content(
+        outbound(kind="edit", target_native_id="$orig", text=huge), network="matrix", ghosts=GHOSTS
+    )
+    assert _event_bytes(edit) <= 60_000  # the text is in an edit twice
