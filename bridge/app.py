@@ -42,13 +42,13 @@ class Bridge:
         self.directory = make_directory(config)
         self.connectors: dict[str, Connector] = {}
         self.portals = PortalIndex()
-        # Several bridge processes may share one archive, each with its own rooms: this one
-        # delivers only its own portals' outbox rows and keeps its state under its own name.
         self.links: MediaLinks | None = None
         self.media: MediaServer | None = None
         if config.media is not None:
             self.links = MediaLinks(config.media.public_url, config.media.secret.encode())
             self.media = MediaServer(self.links, self.archive, config.media.host, config.media.port)
+        # Several bridge processes may share one archive, each with its own rooms: this one
+        # delivers only its own portals' outbox rows and keeps its state under its own name.
         self.delivery = Delivery(
             self.archive, self.connectors, frozenset(r.id for r in config.rooms), self.links
         )

@@ -45,7 +45,10 @@ class AsyncArchive:
         try:
             while self._waiting:
                 batch, self._waiting = self._waiting, []
-                outcomes = await self.call(self._commit, [work for work, _ in batch])
+                try:
+                    outcomes = await self.call(self._commit, [work for work, _ in batch])
+                except Exception as exc:  # the writer thread itself is gone: no caller may hang
+                    outcomes = [(False, exc)] * len(batch)
                 for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
                     if future.done():  # its caller gave up; the work stands
                         continue
