@@ -52,10 +52,10 @@ DIRECTORY = {
 }
 
 
-def _write_sandbox(root: Path, homeserver: str, irc_port: int, bridge_port: int) -> Path:
+def _write_sandbox(root: Path, homeserver: str, irc_port: int, bridge_port: int, media_port: int) -> Path:
     (root / "directory.yaml").write_text(yaml.safe_dump(DIRECTORY, sort_keys=False))
-    (root / "as_token").write_text(secrets.token_hex(32))
-    (root / "hs_token").write_text(secrets.token_hex(32))
+    for secret in ("as_token", "hs_token", "media_secret"):
+        (root / secret).write_text(secrets.token_hex(32))
     config = {
         "matrix": {
             "homeserver": homeserver,
@@ -76,6 +76,12 @@ def _write_sandbox(root: Path, homeserver: str, irc_port: int, bridge_port: int)
             "url": "sqlite:///archive.db",
             "signing_key": "archive-signing.key",
             "checkpoint_seconds": 10,
+        },
+        # Files posted on Matrix reach IRC as a link to the archived copy.
+        "media": {
+            "listen": f"127.0.0.1:{media_port}",
+            "public_url": f"http://127.0.0.1:{media_port}",
+            "secret": "${file:media_secret}",
         },
         "rooms": [{"id": "lobby", "matrix": ROOM_ALIAS, "irc": CHANNEL}],
     }
@@ -98,7 +104,7 @@ def run_demo(directory: Path | None) -> int:
     bridge_port = free_port()
     synapse = Synapse(root / "synapse", SERVER_NAME)
     try:
-        config_path = _write_sandbox(root, synapse.url, irc.port, bridge_port)
+        config_path = _write_sandbox(root, synapse.url, irc.port, bridge_port, free_port())
         config = load_config(config_path)
         registration = load_connector("matrix").registration(config.matrix.options)  # type: ignore[attr-defined]
         reg_file = root / "registration.yaml"
@@ -141,6 +147,7 @@ def _print_welcome(root: Path, homeserver: str, irc_port: int, irc_kind: str, se
         f"           e.g.  irssi -c 127.0.0.1 -p {irc_port} -n alice   then  /join {CHANNEL}",
         "",
         "  Nick 'alice' shows as Alice Smith (E1001); other nicks are relayed and flagged as unmapped.",
+        "  A file posted on Matrix reaches IRC as a link to the bridge's archived copy.",
         f"  Archive: switchboard archive search --as E0001 -c {root / 'switchboard.yaml'}",
         f"           switchboard archive verify -c {root / 'switchboard.yaml'}",
         "",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import re
 import signal
@@ -11,7 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from nio import AsyncClient, JoinResponse, LoginResponse
+import aiohttp
+from nio import AsyncClient, JoinResponse, LoginResponse, UploadResponse
 
 from tests.servers.ircclient import IrcClient
 
@@ -74,6 +76,23 @@ async def test_demo_sandbox_relays_and_stops_everything(tmp_path: Path) -> None:
                 break
             await asyncio.sleep(0.2)
         assert ("@_sb_irc_alice:corp.test", "hello back") in bodies
+
+        # A file from Matrix reaches IRC as a link to the bridge's archived copy.
+        data = b"the demo's quarterly numbers\n" * 50
+        uploaded, _ = await matrix.upload(
+            io.BytesIO(data), content_type="text/plain", filename="q3.txt", filesize=len(data)
+        )
+        assert isinstance(uploaded, UploadResponse), uploaded
+        await matrix.room_send(
+            joined.room_id,
+            "m.room.message",
+            {"msgtype": "m.file", "body": "q3.txt", "url": uploaded.content_uri, "info": {"size": len(data)}},
+        )
+        line = await irc.wait_for(lambda seen: "[file] q3.txt" in seen.text, 30, "the file's line on IRC")
+        link = re.search(r"(http://127\.0\.0\.1:\d+/media/\S+)", line.text)
+        assert link, line.text
+        async with aiohttp.ClientSession() as http, http.get(link.group(1)) as resp:
+            assert resp.status == 200 and await resp.read() == data
     finally:
         if irc:
             await irc.close()
