@@ -86,6 +86,15 @@ class DeliveryError(Exception):
         self.permanent = permanent
 
 
+class SinkUnavailable(Exception):
+    """The core could not take an event now (its archive is unreachable or locked).
+
+    Nothing of the event was kept: offer it again later. A network that redelivers
+    on its own (appservice transactions, Slack envelopes) just reports the failure;
+    one that cannot (IRC) holds the event and retries, in order.
+    """
+
+
 @dataclass
 class Backoff:
     """Exponential backoff with full jitter."""

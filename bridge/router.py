@@ -14,11 +14,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 
+from sqlalchemy.exc import InterfaceError, OperationalError
+
 from bridge.archive import AsyncArchive
 from bridge.archive.quotes import quoted
 from bridge.archive.store import OutboxDraft, RecordDraft
 from bridge.codec import attachment_to_json, text_to_json
-from bridge.connector import Capabilities
+from bridge.connector import Capabilities, SinkUnavailable
 from bridge.directory import Directory
 from bridge.model import Attachment, Delete, Edit, Event, Identity, Message, Portal, Receipt
 from bridge.names import GHOST_TEMPLATE, RELAY_TEMPLATE, sender_for
@@ -26,6 +28,8 @@ from bridge.policy import Decision, PolicySet, decide
 from bridge.text import Text, TextBuilder
 
 log = logging.getLogger("switchboard.router")
+# What an unreachable, locked or full database raises: the event can be offered again.
+ARCHIVE_DOWN = (OperationalError, InterfaceError, OSError)
 QUOTE_CHARS = 40  # how much of the answered message a quoted reply repeats
 
 Notify = Callable[[str, str, str, str], Awaitable[None]]  # network, room, user, text
@@ -85,7 +89,16 @@ class Router:
         self._notices: set[asyncio.Task[None]] = set()
 
     async def receive(self, event: Event) -> Receipt:
-        """Archive `event` and queue its deliveries; return only after the commit."""
+        """Archive `event` and queue its deliveries; return only after the commit.
+
+        Raises SinkUnavailable when the archive cannot be reached: nothing was kept.
+        """
+        try:
+            return await self._receive(event)
+        except ARCHIVE_DOWN as exc:
+            raise SinkUnavailable(f"the archive is unavailable: {exc}") from exc
+
+    async def _receive(self, event: Event) -> Receipt:
         await self.ready.wait()
         portal = self.portals.find(event.network, event.room)
         if portal is None:

@@ -15,7 +15,15 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from bridge.connector import Capabilities, Connector, ConnectorContext, DeliveryError, Sink
+from bridge.connector import (
+    Backoff,
+    Capabilities,
+    Connector,
+    ConnectorContext,
+    DeliveryError,
+    Sink,
+    SinkUnavailable,
+)
 from bridge.model import Message, Outbound, RemoteUser
 from connectors.irc.format import NICK, parse
 from connectors.irc.outbound import Templates, notice_payloads, payloads
@@ -212,14 +220,29 @@ class IrcConnector(Connector):
         while True:
             message = await self._inbox.get()
             try:
-                assert self._sink is not None
+                await self._hand_over(message)
+            finally:
+                self._inbox.task_done()
+
+    async def _hand_over(self, message: Message) -> None:
+        """IRC never sends a line twice: while the archive is down, hold it (and those after it)."""
+        assert self._sink is not None
+        backoff = Backoff(initial=0.2, maximum=10.0)
+        while True:
+            try:
                 await self._sink.receive(message)
+                if backoff.attempt:
+                    self.log.info("archive back; %d IRC lines were held", self._inbox.qsize() + 1)
+                return
+            except SinkUnavailable as exc:
+                if not backoff.attempt:
+                    self.log.warning("holding IRC lines until the archive is back: %s", exc)
+                await asyncio.sleep(backoff.next_delay())
             except Exception:
                 self.log.exception(
                     "could not hand over IRC message from %s in %s", message.sender.native_id, message.room
                 )
-            finally:
-                self._inbox.task_done()
+                return
 
 
 def _channel_name(room: str) -> str:

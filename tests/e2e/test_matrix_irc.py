@@ -272,6 +272,31 @@ async def test_expired_connector_state_is_forgotten(world: World) -> None:
     assert "forgot 1 expired connector state keys" in world.bridge.log_text()
 
 
+async def test_irc_lines_said_while_the_archive_is_locked_are_held_not_lost(world: World) -> None:
+    """IRC never repeats a line: when the archive cannot take one, the bridge holds it, in order."""
+    tag = unique("l")
+    lock = sqlite3.connect(world.bridge.workdir / "archive.db", isolation_level=None, timeout=30)
+    try:
+        lock.execute("BEGIN EXCLUSIVE")  # e.g. a backup tool, or a disk that stopped answering
+        for i in range(3):
+            await world.bob.privmsg(world.channel, f"{tag} said while locked {i}")
+        deadline = time.monotonic() + 40  # the bridge waits out SQLite's busy timeout first
+        while "holding IRC lines until the archive is back" not in world.bridge.log_text():
+            assert time.monotonic() < deadline, world.bridge.log_tail()
+            await asyncio.sleep(0.2)
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    for i in range(3):
+        await world.matrix_event(world.ghost_bob, f"{tag} said while locked {i}")
+    events = await world.alice.wait_for(world.room_id, lambda es: True, TIMEOUT, "the room")
+    order = [e["content"]["body"] for e in events if tag in e["content"].get("body", "")]
+    assert order == [f"{tag} said while locked {i}" for i in range(3)]
+    with sqlite3.connect(world.bridge.workdir / "archive.db") as db:
+        archived = db.execute("SELECT count(*) FROM contents WHERE plain LIKE ?", (f"{tag}%",)).fetchone()
+    assert archived == (3,)
+
+
 async def test_irc_server_restart_reconnects_rejoins_and_delivers_in_order(world: World) -> None:
     tag = unique("r")
     await asyncio.to_thread(world.ircd.stop)
