@@ -130,12 +130,27 @@ class Delivery:
                 await self.archive.call(self.archive.store.failed, row, exc_text, False)
             else:
                 worker.backoff.reset()
-                await self.archive.write(
-                    partial(self.archive.store.delivered_in, row=row, native_id=native_id or "")
-                )
+                await self._record_delivery(worker, row, native_id or "")
                 self.delivered += 1
                 return
             await asyncio.sleep(delay)
+
+    async def _record_delivery(self, worker: RoomWorker, row: OutboxRow, native_id: str) -> None:
+        """The network has the message: record that, retrying the archive alone until it takes
+        it. Starting the row over would send it a second time."""
+        while True:
+            try:
+                await self.archive.write(
+                    partial(self.archive.store.delivered_in, row=row, native_id=native_id)
+                )
+                worker.backoff.reset()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                delay = worker.backoff.next_delay()
+                log.exception("outbox row %d: sent, but not yet recorded; retrying in %.2fs", row.id, delay)
+                await asyncio.sleep(delay)
 
     async def _outbound(self, row: OutboxRow) -> Outbound | None:
         p = row.payload

@@ -13,12 +13,14 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import Connection, select
+from sqlalchemy.exc import OperationalError
 
 from bridge.archive import AsyncArchive
 from bridge.archive.schema import contents
 from bridge.archive.search import Filters, search
-from bridge.archive.store import ArchiveStore, OutboxDraft, RecordDraft
+from bridge.archive.store import ArchiveStore, OutboxDraft, OutboxRow, RecordDraft
 from bridge.connector import Capabilities, Connector, ConnectorContext, DeliveryError
 from bridge.delivery import Delivery
 from bridge.directory.yaml import YamlDirectory
@@ -261,3 +263,28 @@ async def test_bridges_sharing_an_archive_resume_only_their_own_portals(
     assert [o.text.plain for o in nets2["irc"].sent] == ["for trading"] and nets2["matrix"].sent == []
     assert [r.room for r in archive2.store.pending({"desk"})] == ["!desk:corp.test"]  # left to its owner
     await archive2.close()
+
+
+async def test_a_sent_row_whose_delivery_cannot_be_recorded_yet_is_not_sent_again(
+    tmp_path: Path, archive_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    router, delivery, nets, archive = await _setup(tmp_path, archive_url)
+    store = archive.store
+    record = store.delivered_in
+    outage = {"left": 3}
+
+    def archive_down_for_a_moment(conn: Connection, row: OutboxRow, native_id: str) -> int | None:
+        if outage["left"]:  # what an unreachable database raises, right after the send succeeded
+            outage["left"] -= 1
+            raise OperationalError("INSERT", {}, ConnectionError("server closed the connection"))
+        return record(conn, row, native_id)
+
+    monkeypatch.setattr(store, "delivered_in", archive_down_for_a_moment)
+    await router.receive(_msg("irc", "#trading", "i1", "bob", "sent once"))
+    await delivery.idle()
+    assert [o.text.plain for o in nets["matrix"].sent] == ["sent once"]  # not three more times
+    assert outage["left"] == 0
+    [done] = list(search(store.engine, Filters(kinds=("delivery",))))
+    assert done["native_id"] == "matrix-1"
+    assert await delivery.resume() == 0  # nothing left pending either
+    await archive.close()
