@@ -183,14 +183,12 @@ class Delivery:
         described = row.payload.get("attachments") or ()
         kept = await self.archive.call(self.archive.store.files_of, row.seq) if described else {}
         connector = self.connectors.get(row.network)
-        link = self.links is not None and connector is not None and not connector.capabilities.files
+        links = self.links if connector is not None and not connector.capabilities.files else None
         out = []
         for a in described:
             attachment = Attachment(**a, data=kept.get(a["sha256"]))
-            if link and attachment.data is not None:
-                attachment = replace(
-                    attachment, url=self.links.url(row.seq, attachment.sha256, attachment.name)
-                )
+            if links is not None and attachment.data is not None:
+                attachment = replace(attachment, url=links.url(row.seq, attachment.sha256, attachment.name))
             out.append(attachment)
         return tuple(out)
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, Dialect
 from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 
 CURSOR = "switchboard_archive_cursor"  # conn.info key of the transaction's cursor
 
@@ -32,7 +33,9 @@ class DriverStatement:
         cls, statement: ClauseElement, dialect: Dialect, keys: Sequence[str] | None = None
     ) -> DriverStatement:
         """`keys`: the columns an INSERT sets (default: all of them)."""
-        compiled = statement.compile(dialect=dialect, column_keys=list(keys) if keys else None)
+        compiled = cast(
+            SQLCompiler, statement.compile(dialect=dialect, column_keys=list(keys) if keys else None)
+        )
         positions = tuple(compiled.positiontup or ()) if compiled.positional else None
         used = set(positions) if positions is not None else set(compiled.bind_names.values())
         constants = {

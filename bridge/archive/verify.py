@@ -198,9 +198,8 @@ def _check_chunk(url: str, bounds: tuple[int, int]) -> _Chunk:
         raw.close()
     found.leaves = bytes(leaves)
     checked_to = found.failure.seq if found.failure else hi
-    problem = _check_files(engine, lo, checked_to, stored, dict(found.purged))
-    if problem:
-        found.failure = problem
+    # Files of records before the first bad record, so a bad file there is the first failure.
+    found.failure = _check_files(engine, lo, checked_to, stored, dict(found.purged)) or found.failure
     return found
 
 

@@ -241,6 +241,8 @@ class MatrixConnector(Connector):
         if raw.get("type") == "m.room.member":
             await self._membership(raw)
             return None
+        if not isinstance(room_id, str):
+            return None
         if raw.get("type") == "m.room.power_levels" and raw.get("state_key") == "":
             known = self._powers_by_room.get(room_id)
             if known is not None:

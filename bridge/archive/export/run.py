@@ -81,8 +81,8 @@ def run_export(
         with (out / "proofs.jsonl").open("wb") as proofs:
             for row in conn.execution_options(yield_per=5000).execute(query):
                 content = json.loads(row.body) if row.body is not None else None
-                files = kept_files(conn, row.seq) if any(map(kept, attachments(content))) else {}
-                piece = writer.add(record_json(row), content, files)
+                with_bytes = kept_files(conn, row.seq) if any(map(kept, attachments(content))) else {}
+                piece = writer.add(record_json(row), content, with_bytes)
                 seq = row.seq
                 entry = {
                     "seq": seq,
