@@ -192,7 +192,8 @@ class World:
     # -- acting -----------------------------------------------------------------------
 
     async def restart(self) -> None:
-        """Stop the bridge (SIGTERM) and start it again; wait until the relay is back in both channels."""
+        """Stop the bridge (SIGTERM; nothing if it is already dead) and start it again; wait until
+        the relay is back in both channels."""
         joins = {ch: self._relay_joins(ch) for ch in (self.irc, self.irc2)}
         await asyncio.to_thread(self.bridge.stop)
         await asyncio.to_thread(self.bridge.start)
@@ -814,6 +815,41 @@ async def _stream_through_a_drop(world: World, abrupt: bool) -> None:
     assert sorted(r["text"] for r in records) == texts
     assert len({r["native_id"] for r in records}) == 20
     assert not world.emu.dropped
+
+
+async def test_the_bridge_killed_mid_stream_from_slack_loses_and_doubles_nothing(world: World) -> None:
+    """SIGKILL while Slack streams: what was not acked comes again and is archived and relayed once."""
+    tag = unique("kill")
+    texts = [f"{tag} tick {i:02d}" for i in range(12)]
+    for i, text in enumerate(texts):
+        if i == 6:
+            await asyncio.to_thread(world.bridge.kill)  # some archived, some in flight, some not yet sent
+        world.emu.user_posts(world.channel, world.carol.id, text)
+        await asyncio.sleep(0.05)
+    await world.restart()
+    await world.alice.wait_for(
+        world.room_id,
+        lambda es: {e["content"].get("body") for e in es} >= set(texts),
+        40,
+        "every tick on Matrix",
+    )
+    await world.emu.wait_for(lambda: not world.emu.unacked, timeout=TIMEOUT, what="every event acknowledged")
+    marker = unique("after")
+    world.emu.user_posts(world.channel, world.carol.id, marker)
+    await world.matrix_message(world.ghost_carol, marker)
+    await world.on_irc(lambda t: marker in t, "marker on IRC")
+    events = await world.alice.events(world.room_id)
+    on_matrix = [
+        e["content"]["body"]
+        for e in events
+        if e["sender"] == world.ghost_carol and tag in e["content"].get("body", "")
+    ]
+    assert sorted(on_matrix) == texts  # Matrix sends carry a txnId from the outbox row: never twice
+    records = world.messages(tag)
+    assert sorted(r["text"] for r in records) == texts and len({r["native_id"] for r in records}) == 12
+    on_irc = [t for t in world.irc_texts() if tag in t]
+    # IRC has no message ids: a line written in the instant before the kill may come again.
+    assert set(on_irc) == {f"<Carol White> {t}" for t in texts} and len(on_irc) <= len(texts) + 1
 
 
 async def test_websocket_dropped_mid_stream_loses_and_doubles_nothing(world: World) -> None:
