@@ -289,9 +289,15 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         _check_retention(loader, join_path("archive.retention", key), value)
     if archive["instance"] and not _INSTANCE.fullmatch(archive["instance"]):
         loader.problem("archive.instance", "use letters, digits, '-' and '_' only (it prefixes stored state)")
-    if archive["checkpoint_log"] and not archive["signing_key"]:
+    checkpoint_log = loader.resolve_path(archive["checkpoint_log"]) if archive["checkpoint_log"] else None
+    if checkpoint_log is not None and not archive["signing_key"]:
         loader.problem(
             "archive.checkpoint_log", "needs archive.signing_key: only signed checkpoints are logged"
+        )
+    elif checkpoint_log is not None and not checkpoint_log.parent.is_dir():
+        loader.problem(
+            "archive.checkpoint_log",
+            f"the folder {checkpoint_log.parent} does not exist (mount or create it)",
         )
 
     media = _media(loader, data["media"]) if data.get("media") is not None else None
@@ -312,9 +318,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
             checkpoint_every=archive["checkpoint_every"],
             checkpoint_seconds=float(archive["checkpoint_seconds"]),
             retention=archive["retention"] or {},
-            checkpoint_log=(
-                loader.resolve_path(archive["checkpoint_log"]) if archive["checkpoint_log"] else None
-            ),
+            checkpoint_log=checkpoint_log,
             instance=archive["instance"],
         ),
         policy=policy_set,

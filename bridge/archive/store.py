@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -45,6 +46,7 @@ from bridge.model import Identity
 if TYPE_CHECKING:
     from bridge.config import ArchiveConfig
 
+log = logging.getLogger("switchboard.archive")
 # Arbitrary but fixed: the PostgreSQL advisory lock key of the archive writer ("SWBR").
 PG_LOCK_KEY = 0x53574252
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -304,7 +306,16 @@ class ArchiveStore:
         if self._unpublished:
             made, self._unpublished = self._unpublished, []
             if self.checkpoint_log is not None:
-                witness.publish(self.checkpoint_log, made)
+                try:
+                    witness.publish(self.checkpoint_log, made)
+                except OSError as exc:  # committed already: the caller's work must not look failed
+                    log.error(
+                        "could not append %d checkpoints to archive.checkpoint_log %s: %s "
+                        "(they are signed and in the database; fix the file so later ones are witnessed)",
+                        len(made),
+                        self.checkpoint_log,
+                        exc,
+                    )
 
     # -- appending -----------------------------------------------------------------
 

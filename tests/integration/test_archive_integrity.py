@@ -313,3 +313,15 @@ def test_a_torn_last_line_of_the_checkpoint_log_is_skipped_but_a_forged_line_is_
     log.write_bytes(log.read_bytes() + b"\n" + b"not a checkpoint\n")
     with pytest.raises(ValueError, match=r"checkpoints.jsonl:2: not a checkpoint"):
         witness.read(log)
+
+
+def test_a_checkpoint_log_that_cannot_be_written_fails_no_append(
+    archive_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = signed_store(archive_url, tmp_path, every=5)
+    store.checkpoint_log = tmp_path / "unmounted" / "checkpoints.jsonl"  # its storage went away
+    appended = [store.append(draft(n, f"still archived {n}"), []) for n in range(1, 8)]
+    assert [a.seq for a in appended if a] == list(range(1, 8))  # committed, and reported as such
+    assert "could not append 1 checkpoints to archive.checkpoint_log" in caplog.text
+    assert _verify(store) is None  # the checkpoint is in the database all the same
+    store.close()

@@ -109,6 +109,15 @@ def test_good_config_loads_with_secrets_and_paths(tmp_path: Path, capsys, monkey
             "media.listen",
             "expected host:port",
         ),
+        (
+            (
+                "  url: sqlite:///archive.db",
+                "  url: sqlite:///archive.db\n  signing_key: k.key\n  checkpoint_log: worm/cp.jsonl",
+            ),
+            23,
+            "archive.checkpoint_log",
+            "worm does not exist",
+        ),
         # Settings a connector can only judge itself fail the check too, not the start.
         (
             ("    tls: true", "    tls: true\n    nick: 'bad nick'"),
