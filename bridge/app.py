@@ -25,6 +25,7 @@ from bridge.secrets import install_redaction, secret_values
 
 log = logging.getLogger("switchboard")
 PRUNE_INTERVAL = 600.0  # seconds between prunes of expired connector state
+SWEEP_INTERVAL = 60.0  # seconds between looks for outbox rows no worker holds
 
 
 class StartupError(Exception):
@@ -147,10 +148,12 @@ class Bridge:
 
     async def _maintain(self) -> None:
         """Housekeeping on a timer: the checkpoint_seconds rule (a quiet log still gets its tail
-        signed in time) and forgetting connector state whose time to live ran out."""
+        signed in time), forgetting connector state whose time to live ran out, and queueing
+        outbox rows that were committed but never reached a worker."""
         interval = min(5.0, self.config.archive.checkpoint_seconds / 4)
         next_prune = 0.0
         loop = asyncio.get_running_loop()
+        next_sweep = loop.time() + SWEEP_INTERVAL  # start() has just resumed them all
         while True:
             try:
                 if self.store.signer is not None:
@@ -160,6 +163,10 @@ class Bridge:
                     if pruned:
                         log.info("forgot %d expired connector state keys", pruned)
                     next_prune = loop.time() + PRUNE_INTERVAL
+                if loop.time() >= next_sweep:
+                    if found := await self.delivery.resume():
+                        log.warning("queued %d undelivered outbox rows no worker held", found)
+                    next_sweep = loop.time() + SWEEP_INTERVAL
             except Exception:  # retried at the next tick; relaying goes on
                 log.exception("archive housekeeping failed")
             await asyncio.sleep(interval)

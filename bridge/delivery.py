@@ -49,9 +49,13 @@ class Delivery:
         self.links = links  # where networks without files link to the archived bytes
         self.workers: dict[tuple[str, str], RoomWorker] = {}
         self.delivered = 0
+        self._held: set[int] = set()  # outbox rows queued or being delivered by a worker
 
     def enqueue(self, rows: Iterable[OutboxRow]) -> None:
         for row in rows:
+            if row.id in self._held:  # a worker has it already: a second copy would send it twice
+                continue
+            self._held.add(row.id)
             key = (row.network, row.room)
             worker = self.workers.get(key)
             if worker is None:
@@ -60,10 +64,16 @@ class Delivery:
             worker.queue.put_nowait(row)
 
     async def resume(self) -> int:
-        """Queue every row of our portals left pending by a previous run, oldest first."""
+        """Queue every row of our portals that is pending and that no worker holds, oldest first.
+
+        At start these are what a previous run left. Later, a sweep finds rows committed but
+        never queued: a commit whose answer was lost looks like a failure, and its event, when
+        it comes again, like a duplicate that has nothing to relay.
+        """
         rows = await self.archive.call(self.archive.store.pending, self.portals)
-        self.enqueue(rows)
-        return len(rows)
+        fresh = [row for row in rows if row.id not in self._held]
+        self.enqueue(fresh)
+        return len(fresh)
 
     async def stop(self) -> None:
         for worker in self.workers.values():
@@ -97,6 +107,7 @@ class Delivery:
                         log.exception("outbox row %d: delivery step failed; retrying in %.2fs", row.id, delay)
                         await asyncio.sleep(delay)
             finally:
+                self._held.discard(row.id)
                 worker.queue.task_done()
 
     async def _deliver(self, worker: RoomWorker, row: OutboxRow) -> None:

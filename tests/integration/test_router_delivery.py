@@ -288,3 +288,48 @@ async def test_a_sent_row_whose_delivery_cannot_be_recorded_yet_is_not_sent_agai
     assert done["native_id"] == "matrix-1"
     assert await delivery.resume() == 0  # nothing left pending either
     await archive.close()
+
+
+async def test_a_committed_row_no_worker_holds_is_found_and_sent_once(
+    tmp_path: Path, archive_url: str
+) -> None:
+    router, delivery, nets, archive = await _setup(tmp_path, archive_url)
+    slow = asyncio.Event()
+    send = nets["irc"].send
+
+    async def held_up(out: Outbound) -> str:
+        await slow.wait()  # the network takes its time with the first row
+        return await send(out)
+
+    nets["irc"].send = held_up  # type: ignore[method-assign]
+    await router.receive(_msg("matrix", "!room:corp.test", "$s1", "@alice:corp.test", "first"))
+    # A commit whose answer was lost: the rows are in the outbox, no worker was told.
+    lost = RecordDraft(
+        kind="message",
+        occurred_at=datetime.now(UTC),
+        network="matrix",
+        room="!room:corp.test",
+        native_id="$s2",
+        portal="trading",
+        content={"text": {"plain": "committed, never queued", "spans": []}, "message_kind": "text"},
+    )
+    payload = {
+        "kind": "message",
+        "sender": {
+            "network": "matrix",
+            "native_id": "@alice:corp.test",
+            "display_name": "Alice Smith (Matrix)",
+            "name": "Alice Smith",
+            "network_label": "Matrix",
+        },
+        "room": "#trading",
+        "text": {"plain": "committed, never queued", "spans": []},
+        "source": ["matrix", "!room:corp.test"],
+    }
+    assert await archive.call(archive.store.append, lost, [OutboxDraft("irc", "#trading", payload)])
+    assert await delivery.resume() == 1  # the sweep finds the lost row, not the one being sent
+    assert await delivery.resume() == 0  # and does not queue either twice
+    slow.set()
+    await delivery.idle()
+    assert [o.text.plain for o in nets["irc"].sent] == ["first", "committed, never queued"]
+    await archive.close()
