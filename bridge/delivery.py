@@ -115,7 +115,16 @@ class Delivery:
         if connector is None:
             log.error("outbox row %d: network %s is not configured; left pending", row.id, row.network)
             return
-        out = await self._outbound(row)
+        try:
+            out = await self._outbound(row)
+        except (KeyError, TypeError, ValueError) as exc:
+            # A payload this version cannot read (written by another, or damaged) would stall
+            # the room forever if retried: it is refused on record, and the room goes on.
+            log.error(
+                "outbox row %d to %s %s is unreadable (%r); marked failed", row.id, row.network, row.room, exc
+            )
+            await self.archive.call(self.archive.store.failed, row, f"unreadable payload: {exc!r}", True)
+            return
         if out is None:  # an edit or delete of something never delivered there
             await self.archive.write(partial(self.archive.store.delivered_in, row=row, native_id=""))
             return

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, select
 from sqlalchemy.exc import OperationalError
 
 from bridge.archive import AsyncArchive
-from bridge.archive.schema import contents
+from bridge.archive.schema import contents, outbox
 from bridge.archive.search import Filters, search
 from bridge.archive.store import ArchiveStore, OutboxDraft, OutboxRow, RecordDraft
 from bridge.connector import Capabilities, Connector, ConnectorContext, DeliveryError
@@ -332,4 +332,33 @@ async def test_a_committed_row_no_worker_holds_is_found_and_sent_once(
     slow.set()
     await delivery.idle()
     assert [o.text.plain for o in nets["irc"].sent] == ["first", "committed, never queued"]
+    await archive.close()
+
+
+async def test_an_unreadable_outbox_row_is_failed_on_record_and_the_room_goes_on(
+    tmp_path: Path, archive_url: str
+) -> None:
+    router, delivery, nets, archive = await _setup(tmp_path, archive_url)
+    odd = RecordDraft(
+        kind="message",
+        occurred_at=datetime.now(UTC),
+        network="matrix",
+        room="!room:corp.test",
+        portal="trading",
+    )
+    # e.g. written by a newer version of the bridge before a downgrade: no sender in the payload
+    appended = await archive.call(
+        archive.store.append,
+        odd,
+        [OutboxDraft("irc", "#trading", {"kind": "message", "text": {"plain": "?"}})],
+    )
+    delivery.enqueue(appended.outbox)
+    await router.receive(_msg("matrix", "!room:corp.test", "$after", "@alice:corp.test", "after the odd one"))
+    await delivery.idle()
+    assert [o.text.plain for o in nets["irc"].sent] == ["after the odd one"]
+    with archive.store.engine.connect() as conn:
+        status, error = conn.execute(
+            select(outbox.c.status, outbox.c.last_error).where(outbox.c.id == appended.outbox[0].id)
+        ).one()
+    assert status == "failed" and "unreadable payload" in error and "sender" in error
     await archive.close()
