@@ -175,6 +175,11 @@ class Bridge:
         await self.connectors[network].notify(room, user, text)
 
     async def stop(self) -> None:
+        # Housekeeping first: a sweep after the workers stopped would start new ones.
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._maintenance
         for task in self._joiners:
             task.cancel()
         for connector in self.connectors.values():
@@ -184,10 +189,6 @@ class Bridge:
         await self.directory.stop()
         if self.media is not None:
             await self.media.stop()
-        if self._maintenance is not None:
-            self._maintenance.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._maintenance
         if self.store.signer is not None and self._maintenance is not None:
             await self.archive.call(self.store.checkpoint)  # sign the tail before leaving
         await self.archive.close()
