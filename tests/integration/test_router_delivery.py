@@ -20,7 +20,7 @@ from sqlalchemy.exc import OperationalError
 from bridge.archive import AsyncArchive
 from bridge.archive.schema import contents, outbox
 from bridge.archive.search import Filters, search
-from bridge.archive.store import ArchiveStore, OutboxDraft, OutboxRow, RecordDraft
+from bridge.archive.store import Appended, ArchiveStore, OutboxDraft, OutboxRow, RecordDraft
 from bridge.connector import Capabilities, Connector, ConnectorContext, DeliveryError
 from bridge.delivery import Delivery
 from bridge.directory.yaml import YamlDirectory
@@ -246,16 +246,10 @@ async def test_bridges_sharing_an_archive_resume_only_their_own_portals(
     await delivery.stop()  # this bridge dies with a row pending …
     router.enqueue = lambda rows: None
     await router.receive(_msg("matrix", "!room:corp.test", "$t1", "@alice:corp.test", "for trading"))
-    desk = RecordDraft(
-        kind="message",
-        occurred_at=datetime.now(UTC),
-        network="irc",
-        room="#desk",
-        native_id="d1",
-        portal="desk",
-    )
     # … and so does the bridge process that owns the `desk` room, on the same archive.
-    archive.store.append(desk, [OutboxDraft("matrix", "!desk:corp.test", {"kind": "message"})])
+    await _committed_elsewhere(
+        archive, "desk", "irc", "#desk", "d1", OutboxDraft("matrix", "!desk:corp.test", {"kind": "message"})
+    )
     await archive.close()
     _router2, delivery2, nets2, archive2 = await _setup(tmp_path, archive_url)
     assert await delivery2.resume() == 1
@@ -304,15 +298,6 @@ async def test_a_committed_row_no_worker_holds_is_found_and_sent_once(
     nets["irc"].send = held_up  # type: ignore[method-assign]
     await router.receive(_msg("matrix", "!room:corp.test", "$s1", "@alice:corp.test", "first"))
     # A commit whose answer was lost: the rows are in the outbox, no worker was told.
-    lost = RecordDraft(
-        kind="message",
-        occurred_at=datetime.now(UTC),
-        network="matrix",
-        room="!room:corp.test",
-        native_id="$s2",
-        portal="trading",
-        content={"text": {"plain": "committed, never queued", "spans": []}, "message_kind": "text"},
-    )
     payload = {
         "kind": "message",
         "sender": {
@@ -326,7 +311,9 @@ async def test_a_committed_row_no_worker_holds_is_found_and_sent_once(
         "text": {"plain": "committed, never queued", "spans": []},
         "source": ["matrix", "!room:corp.test"],
     }
-    assert await archive.call(archive.store.append, lost, [OutboxDraft("irc", "#trading", payload)])
+    await _committed_elsewhere(
+        archive, "trading", "matrix", "!room:corp.test", "$s2", OutboxDraft("irc", "#trading", payload)
+    )
     assert await delivery.resume() == 1  # the sweep finds the lost row, not the one being sent
     assert await delivery.resume() == 0  # and does not queue either twice
     slow.set()
@@ -339,18 +326,14 @@ async def test_an_unreadable_outbox_row_is_failed_on_record_and_the_room_goes_on
     tmp_path: Path, archive_url: str
 ) -> None:
     router, delivery, nets, archive = await _setup(tmp_path, archive_url)
-    odd = RecordDraft(
-        kind="message",
-        occurred_at=datetime.now(UTC),
-        network="matrix",
-        room="!room:corp.test",
-        portal="trading",
-    )
     # e.g. written by a newer version of the bridge before a downgrade: no sender in the payload
-    appended = await archive.call(
-        archive.store.append,
-        odd,
-        [OutboxDraft("irc", "#trading", {"kind": "message", "text": {"plain": "?"}})],
+    appended = await _committed_elsewhere(
+        archive,
+        "trading",
+        "matrix",
+        "!room:corp.test",
+        "$odd",
+        OutboxDraft("irc", "#trading", {"kind": "message", "text": {"plain": "?"}}),
     )
     delivery.enqueue(appended.outbox)
     await router.receive(_msg("matrix", "!room:corp.test", "$after", "@alice:corp.test", "after the odd one"))
@@ -362,3 +345,21 @@ async def test_an_unreadable_outbox_row_is_failed_on_record_and_the_room_goes_on
         ).one()
     assert status == "failed" and "unreadable payload" in error and "sender" in error
     await archive.close()
+
+
+async def _committed_elsewhere(
+    archive: AsyncArchive, portal: str, network: str, room: str, native_id: str, row: OutboxDraft
+) -> Appended:
+    """An event and its outbox row committed without this router: by another bridge process on
+    the same archive, or by a commit whose answer never came back."""
+    draft = RecordDraft(
+        kind="message",
+        occurred_at=datetime.now(UTC),
+        network=network,
+        room=room,
+        native_id=native_id,
+        portal=portal,
+    )
+    appended = await archive.call(archive.store.append, draft, [row])
+    assert appended is not None
+    return appended
