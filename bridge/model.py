@@ -83,6 +83,9 @@ class Message:
     reply_to: str | None = None
     thread_id: str | None = None
     attachments: tuple[Attachment, ...] = ()
+    # What the connector noticed while capturing (e.g. `format_fallback`, `unverified_identity`,
+    # `caught_up`); archived with the record's flags, beside the policy rules that flagged it.
+    flags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,9 @@ class Edit:
     target_native_id: str
     text: Text
     occurred_at: datetime
+    # What the connector noticed while capturing (e.g. `format_fallback`, `unverified_identity`,
+    # `caught_up`); archived with the record's flags, beside the policy rules that flagged it.
+    flags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,9 @@ class Delete:
     sender: RemoteUser
     target_native_id: str
     occurred_at: datetime
+    # What the connector noticed while capturing (e.g. `format_fallback`, `unverified_identity`,
+    # `caught_up`); archived with the record's flags, beside the policy rules that flagged it.
+    flags: tuple[str, ...] = ()
 
 
 Event = Message | Edit | Delete

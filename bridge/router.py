@@ -135,7 +135,7 @@ class Router:
             sender=event.sender.native_id,
             sender_display=event.sender.display,
             identity=identity,
-            flags=list(decision.flags),
+            flags=[*event.flags, *decision.flags],
             rule=decision.rule,
             reason=decision.reason or None,
         )
