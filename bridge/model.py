@@ -113,6 +113,10 @@ class Delete:
     # What the connector noticed while capturing (e.g. `format_fallback`, `unverified_identity`,
     # `caught_up`); archived with the record's flags, beside the policy rules that flagged it.
     flags: tuple[str, ...] = ()
+    # The source network lets the sender delete others' messages here (Matrix: their power
+    # level reaches the room's `redact`; Slack reports only deletions it allowed). Without
+    # it, the router relays a delete only from the deleted message's own sender.
+    moderator: bool = False
 
 
 Event = Message | Edit | Delete

@@ -109,6 +109,7 @@ class Inbound:
                 sender=await self._sender(previous) or RemoteUser(self.network, SLACKBOT, "Slackbot"),
                 target_native_id=target,
                 occurred_at=_time(native_id),
+                moderator=True,  # Slack reports only deletions it allowed: the author's or an admin's
             )
         if previous and new.get("text") == previous.get("text"):
             return None  # link unfurls, reply counts, pins: the words did not change
@@ -139,6 +140,7 @@ class Inbound:
             sender=await self._sender(previous) or RemoteUser(self.network, SLACKBOT, "Slackbot"),
             target_native_id=target,
             occurred_at=_time(native_id),
+            moderator=True,  # Slack reports only deletions it allowed: the author's or an admin's
         )
 
     async def _sender(self, message: Mapping[str, Any]) -> RemoteUser | None:
