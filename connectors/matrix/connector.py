@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 from bridge.connector import Capabilities, Connector, ConnectorContext, DeliveryError, Option, Sink
-from bridge.model import Attachment, Event, Outbound
+from bridge.model import Attachment, Delete, Event, Outbound
 from bridge.text import Span, Text
 from connectors.matrix.appservice import AppserviceServer
 from connectors.matrix.client import MatrixClient, MatrixError, q
@@ -259,7 +259,13 @@ class MatrixConnector(Connector):
             raw = {**raw, "content": without_room_mention(content)}
         ref = media_ref(raw)
         attachments = (await self._fetch(ref),) if ref is not None else ()
-        return self.inbound.convert(raw, attachments)
+        event = self.inbound.convert(raw, attachments)
+        if isinstance(event, Delete):
+            # Pushed redactions include ones the homeserver will not apply: say who may.
+            event = replace(
+                event, moderator=(await self._powers(room_id)).may_redact_others(event.sender.native_id)
+            )
+        return event
 
     async def _powers(self, room_id: str) -> RoomPowers:
         """Who may do what in the room: read once, then kept current by the pushed state events."""
