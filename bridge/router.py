@@ -24,7 +24,7 @@ from bridge.connector import Capabilities, SinkUnavailable
 from bridge.directory import Directory
 from bridge.model import Attachment, Delete, Edit, Event, Identity, Message, Portal, Receipt
 from bridge.names import GHOST_TEMPLATE, RELAY_TEMPLATE, sender_for
-from bridge.policy import Decision, PolicySet, decide
+from bridge.policy import Decision, PolicySet, Refusal, Target, decide
 from bridge.text import Text, TextBuilder
 
 log = logging.getLogger("switchboard.router")
@@ -105,7 +105,8 @@ class Router:
             return Receipt("ignored", reason="room is not bridged")
         identity = await self.directory.lookup(event.network, event.sender.native_id)
         destinations = tuple(n for n in portal.networks if n != event.network and n in self.networks)
-        decision = decide(self.policy, identity, portal, event, destinations)
+        target = await self._target(event)
+        decision = decide(self.policy, identity, portal, event, destinations, target)
         draft = self._record(event, portal, identity, decision)
         quote = await self._quote(event, destinations)
         deliveries = [] if decision.blocked else self._deliveries(event, portal, identity, decision, quote)
@@ -114,7 +115,7 @@ class Router:
         )
         if appended is None:
             return Receipt("duplicate")
-        if decision.blocked or decision.withheld:
+        if decision.blocked or decision.withheld or decision.files_withheld:
             self._tell_sender(event, decision)
         if decision.blocked:
             return Receipt("blocked", appended.seq, decision.reason)
@@ -141,11 +142,8 @@ class Router:
         )
         if decision.blocked:
             draft.attrs["event_kind"] = kind
-        elif decision.withheld:
-            draft.attrs["withheld"] = {net: r.rule for net, r in decision.withheld.items()}
-            first = next(iter(decision.withheld.values()))
-            draft.rule = first.rule
-            draft.reason = f"withheld from {', '.join(decision.withheld)}: {first.reason}"
+        else:
+            _record_withheld(draft, decision)
         if isinstance(event, Message | Edit):
             content: dict = {"text": text_to_json(event.text)}
             if isinstance(event, Message):
@@ -162,6 +160,15 @@ class Router:
         if isinstance(event, Edit | Delete):
             draft.attrs["target_native_id"] = event.target_native_id
         return draft
+
+    async def _target(self, event: Event) -> Target | None:
+        """Who sent the archived message an edit or delete names (None: not archived)."""
+        if not isinstance(event, Edit | Delete):
+            return None
+        original = await self.archive.call(
+            quoted, self.archive.store.engine, event.network, event.room, event.target_native_id
+        )
+        return None if original is None else Target(original.network, original.sender, original.name)
 
     async def _quote(self, event: Event, destinations: tuple[str, ...]) -> Text | None:
         """`↪ Name: first words… | ` for destinations that cannot show replies or threads."""
@@ -195,11 +202,12 @@ class Router:
                 text = self._mentions_for(event.text, dest)
                 if quote is not None and not dest.capabilities.threads:
                     text = _prefixed(quote, text)
+                files = () if network in decision.files_withheld else event.attachments
                 payload |= {
                     "kind": "message",
                     "message_kind": event.kind,
                     "text": text_to_json(text),
-                    "attachments": [attachment_to_json(a) for a in event.attachments],
+                    "attachments": [attachment_to_json(a) for a in files],
                     "reply_to": event.reply_to,
                     "thread_id": event.thread_id,
                 }
@@ -241,10 +249,13 @@ class Router:
         if decision.blocked:
             message = f"Your message was not relayed: {decision.reason}."
         else:
-            message = (
-                "Your message was not relayed to "
-                + "; ".join(f"{net} ({r.reason})" for net, r in decision.withheld.items())
-                + "."
+            message = " ".join(
+                f"Your {what} not relayed to {_refusals(refused)}."
+                for what, refused in (
+                    ("message was", decision.withheld),
+                    ("files were", decision.files_withheld),
+                )
+                if refused
             )
         task = asyncio.create_task(self._notify(event, message))
         self._notices.add(task)
@@ -255,6 +266,27 @@ class Router:
             await self.notify(event.network, event.room, event.sender.native_id, message)
         except Exception as exc:  # a notice is a courtesy; never let it break receiving
             log.warning("could not tell %s on %s why: %s", event.sender.native_id, event.network, exc)
+
+
+def _record_withheld(draft: RecordDraft, decision: Decision) -> None:
+    """Which destinations did not get the message, or its files, and why (first rule named)."""
+    notes = []
+    for key, what, refused in (
+        ("withheld", "withheld from", decision.withheld),
+        ("files_withheld", "files withheld from", decision.files_withheld),
+    ):
+        if not refused:
+            continue
+        draft.attrs[key] = {net: r.rule for net, r in refused.items()}
+        first = next(iter(refused.values()))
+        draft.rule = draft.rule or first.rule
+        notes.append(f"{what} {', '.join(refused)}: {first.reason}")
+    if notes:
+        draft.reason = "; ".join(notes)
+
+
+def _refusals(refused: Mapping[str, Refusal]) -> str:
+    return "; ".join(f"{net} ({r.reason})" for net, r in refused.items())
 
 
 def _archived(attachment: Attachment) -> dict:
