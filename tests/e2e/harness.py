@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import yaml
 from nio import (
     AsyncClient,
@@ -74,6 +75,15 @@ def alice_and_bob(alice_mxid: str, bob_nick: str) -> dict[str, Any]:
             },
         ]
     }
+
+
+async def put_transaction(synapse: SynapseSession, txn: str, events: list[dict[str, Any]], token: str) -> int:
+    """PUT an appservice transaction to the bridge as the homeserver would; its HTTP status."""
+    url = f"http://127.0.0.1:{synapse.bridge_port}/_matrix/app/v1/transactions/{txn}"
+    async with aiohttp.ClientSession() as http:
+        headers = {"Authorization": f"Bearer {token}"}
+        async with http.put(url, json={"events": events}, headers=headers) as reply:
+            return reply.status
 
 
 def unique(prefix: str) -> str:
