@@ -12,9 +12,9 @@ fixed order and the first refusal names its rule:
 4. each destination: group access, files and their size, data-loss rules.
 
 A destination refused by step 4 is *withheld*; the event still goes to the
-others. When every destination is refused the event is blocked. A message
-with words whose files alone a destination refuses goes there without them:
-its files are withheld (`files_withheld`), not the message.
+others. When every destination is refused the event is blocked. Files refused
+(by step 3 or 4) do not refuse a message that has words: it goes without them,
+and its files are withheld (`files_withheld`) from those destinations.
 
 Data-loss rules read what a reader can reach, not only what is shown: the
 text, every link target and attachment names, after NFKC and with format
@@ -220,12 +220,13 @@ def decide(
     elif not identity.enabled:
         return Decision("block", rule="disabled", reason=f"{identity.name} is disabled in the directory")
 
+    # Words to send without the files: without them, a refused file refuses the whole message.
+    has_words = isinstance(event, Message) and bool(event.text.plain.strip())
     source = policy.for_network(portal.id, event.network)
-    refusal = (
-        _authorship_refusal(identity, event, target)
-        or _group_refusal(identity, source, event.network)
-        or _file_refusal(event, source, event.network, "from")
-    )
+    source_files = _file_refusal(event, source, event.network, "from")
+    refusal = _authorship_refusal(identity, event, target) or _group_refusal(identity, source, event.network)
+    if refusal is None and source_files and not has_words:
+        refusal = source_files
     if refusal:
         return Decision("block", rule=refusal.rule, reason=refusal.reason, flags=tuple(flags))
 
@@ -233,14 +234,12 @@ def decide(
     rules = policy.rules_for(portal.id)
     matched = [rule for rule in rules if text and rule.matches(text)]
     flags.extend(rule.name for rule in matched if rule.action == "flag")
-    # Words to send without the files: without them, a refused file refuses the whole message.
-    has_words = isinstance(event, Message) and bool(event.text.plain.strip())
     withheld: dict[str, Refusal] = {}
     files_withheld: dict[str, Refusal] = {}
     for network in destinations:
         dest = policy.for_network(portal.id, network)
         refusal = _group_refusal(identity, dest, network)
-        file_refusal = None if refusal else _file_refusal(event, dest, network, "to")
+        file_refusal = None if refusal else source_files or _file_refusal(event, dest, network, "to")
         if file_refusal and not has_words:
             refusal = file_refusal
         if refusal is None:

@@ -93,8 +93,14 @@ def test_files_blocked_on_a_network_both_ways_and_size_limit() -> None:
     to_all = _decide(policy, ALICE, _msg("matrix", "@alice:corp.test", "", (pdf,)))
     assert set(to_all.withheld) == {"irc", "slack"} and to_all.blocked  # nowhere left to go
     assert to_all.withheld["slack"].rule == "files:slack" and "2 MB" in to_all.withheld["slack"].reason
-    from_irc = _decide(policy, ALICE, _msg("irc", "alice", "see", (pdf,)))
+    from_irc = _decide(policy, ALICE, _msg("irc", "alice", "", (pdf,)))
     assert from_irc.blocked and from_irc.rule == "files:irc"
+    said_on_irc = _decide(policy, ALICE, _msg("irc", "alice", "see", (pdf,)))  # the words go, not the file
+    assert not said_on_irc.blocked and said_on_irc.withheld == {}
+    assert {n: r.rule for n, r in said_on_irc.files_withheld.items()} == {
+        "matrix": "files:irc",
+        "slack": "files:irc",
+    }
     room_allows = PolicySet(
         networks={"irc": NetworkPolicy(files="block")},
         rooms={"trading": RoomPolicy(NetworkPolicy(files="allow"))},
