@@ -65,12 +65,14 @@ class Rule:
     detector: Callable[[str], bool] | None = None
 
     def matches(self, text: str) -> bool:
+        """Whether `text`, as `readable` gives it, holds what this rule looks for."""
         if self.detector is not None and self.detector(text):
             return True
         if self.pattern is not None and self.pattern.search(text):
             return True
         lowered = text.casefold()
-        return any(word.casefold() in lowered for word in self.keywords)
+        # Keywords are read in the form the text is: a full-width keyword still finds its word.
+        return any(normalised(word).casefold() in lowered for word in self.keywords)
 
     def applies_to(self, network: str) -> bool:
         return self.networks is None or network in self.networks

@@ -187,6 +187,8 @@ def test_keywords_match_through_zero_width_and_full_width_characters() -> None:
     decision = _decide(PolicySet(rules=RULES), ALICE, _msg("matrix", "@a", "ｇｕａｒ\u200bａｎｔｅｅ"))
     assert decision.flags == ("promises",)
     assert normalised("a\u200b\u00ad\u2060\ufeffb\u202c") == "ab"
+    wide = Rule("wide", "flag", keywords=("ｒｉｓｋ-ｆｒｅｅ",))
+    assert _decide(PolicySet(rules=(wide,)), ALICE, _msg("matrix", "@a", "Risk-free!")).flags == ("wide",)
 
 
 def _edit(sender: str, network: str = "matrix") -> Edit:
