@@ -160,7 +160,7 @@ async def test_a_delete_and_a_tombstone(inbound: Inbound) -> None:
     )  # fmt: skip
     assert isinstance(deleted, Delete)
     assert (deleted.native_id, deleted.target_native_id) == ("1700000009.000000", "1700000000.000100")
-    assert deleted.sender.native_id == "U0ALICE"
+    assert deleted.sender.native_id == "U0ALICE" and deleted.moderator  # Slack made it: author or admin
     tombstone = await inbound.convert(
         {"type": "message", "subtype": "message_changed", "channel": "C0DESK", "ts": "1700000010.000000",
          "message": {"type": "message", "subtype": "tombstone", "user": "USLACKBOT",
@@ -168,6 +168,7 @@ async def test_a_delete_and_a_tombstone(inbound: Inbound) -> None:
          "previous_message": {"type": "message", "user": "U0ALICE", "text": "parent", "ts": "1700000000.000100"}}
     )  # fmt: skip
     assert isinstance(tombstone, Delete) and tombstone.target_native_id == "1700000000.000100"
+    assert tombstone.moderator
 
 
 async def test_shared_files_become_attachments(inbound: Inbound) -> None:
