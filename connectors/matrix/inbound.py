@@ -177,10 +177,22 @@ class Inbound:
             occurred_at=_occurred_at(event),
         )
 
-    def _poll(self, event: Mapping[str, Any], sender: str, part: str) -> Message:
+    def _poll(self, event: Mapping[str, Any], sender: str, part: str) -> Message | Edit:
         """A poll's question and answers, or its end, as text; a vote is archived only."""
         content = _mapping(event.get("content"))
-        start = _mapping(content.get("m.relates_to")).get("event_id")
+        relates = _mapping(content.get("m.relates_to"))
+        new = content.get("m.new_content")
+        if part == "start" and relates.get("rel_type") == "m.replace" and isinstance(new, Mapping):
+            return Edit(  # a poll changed before anyone voted
+                network=self.network,
+                room=_str(event, "room_id"),
+                native_id=_str(event, "event_id"),
+                sender=self._user(sender),
+                target_native_id=_str(relates, "event_id"),
+                text=Text.of(start_text(new)),
+                occurred_at=_occurred_at(event),
+            )
+        start = relates.get("event_id")
         text = {"start": start_text, "response": response_text, "end": end_text}[part](content)
         return Message(
             network=self.network,

@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
-from bridge.model import Edit, Message, Reaction
+from bridge.model import Edit, Message, Outbound, Reaction, Sender
 from bridge.text import Span, Text
 from connectors.matrix.ghosts import Ghosts
 from connectors.matrix.inbound import Inbound, media_ref
+from connectors.matrix.outbound import reaction_content
 
 INBOUND = Inbound("matrix", Ghosts("_sb_", "corp.test"), "@switchboard:corp.test")
 ALICE = "@alice:corp.test"
@@ -188,3 +189,24 @@ def test_an_edit_with_only_its_fallback_is_kept_flagged() -> None:
     edit = INBOUND.convert(event(content))
     assert isinstance(edit, Edit)
     assert (edit.text.plain, edit.flags) == ("fixed", ("edit_fallback",))
+
+
+def test_a_changed_poll_is_an_edit_of_it() -> None:
+    content = {
+        "org.matrix.msc1767.text": "* Lunch?",
+        "m.new_content": UNSTABLE_START,
+        "m.relates_to": {"rel_type": "m.replace", "event_id": "$poll"},
+    }
+    edit = INBOUND.convert(event(content, type="org.matrix.msc3381.poll.start"))
+    assert isinstance(edit, Edit) and edit.target_native_id == "$poll"
+    assert edit.text.plain == "📊 Poll: Lunch?\n1. Pizza\n2. Sushi"
+
+
+def test_a_bridged_reaction_annotates_the_destinations_copy() -> None:
+    sender = Sender("slack", "U1", "Carol White (Slack)", "Carol White", "Slack")
+    out = Outbound("sb1", 1, "!room:corp.test", sender, "reaction", Text.of("🎉"), target_native_id="$copy")
+    assert reaction_content(out) == {
+        "m.relates_to": {"rel_type": "m.annotation", "event_id": "$copy", "key": "🎉"}
+    }
+    with pytest.raises(ValueError):
+        reaction_content(Outbound("sb2", 2, "!room:corp.test", sender, "reaction", Text.of("🎉")))

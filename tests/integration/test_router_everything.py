@@ -1,4 +1,5 @@
-"""Reactions and archive-only messages through the router and delivery, over a real archive."""
+"""Beyond plain messages, over a real archive: reactions, archive-only messages, and edits of
+messages the archive never saw."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from pathlib import Path
 
 from bridge.archive.search import Filters, search
 from bridge.connector import Capabilities
-from bridge.model import Reaction, RemoteUser
+from bridge.model import Edit, Reaction, RemoteUser
 from bridge.router import NetworkInfo
+from bridge.text import Text
 from tests.integration.test_router_delivery import _msg, _setup
 
 ROOM = "!room:corp.test"
@@ -80,4 +82,18 @@ async def test_an_archive_only_message_is_kept_and_sent_nowhere(tmp_path: Path, 
     assert nets["irc"].sent == []
     [record] = list(search(archive.store.engine, Filters(kinds=("message",))))
     assert record["text"] == "🗳 voted: p"
+    await archive.close()
+
+
+async def test_an_edit_of_a_message_never_archived_is_still_archived(
+    tmp_path: Path, archive_url: str
+) -> None:
+    router, delivery, nets, archive = await _setup(tmp_path, archive_url)
+    alice = RemoteUser("matrix", "@alice:corp.test")
+    edit = Edit("matrix", ROOM, "$e1", alice, "$before-the-bridge", Text.of("fixed"), datetime.now(UTC))
+    assert (await router.receive(edit)).status in ("archived", "blocked")
+    await delivery.idle()
+    [record] = [r for r in search(archive.store.engine, Filters()) if r["native_id"] == "$e1"]
+    assert (record["text"], record.get("target_seq"), record["employee_id"]) == ("fixed", None, "E1001")
+    assert nets["irc"].sent == []  # nothing there to correct
     await archive.close()
