@@ -165,8 +165,8 @@ class Router:
             draft.content = content
             draft.plain = event.text.plain
         if isinstance(event, Reaction):
-            # The key is the plain text, so a search for 👍 finds who reacted so.
-            draft.content = {"key": event.key, "removed": event.removed}
+            # The key is its text, so a search for 👍 finds who reacted so.
+            draft.content = {"text": text_to_json(Text.of(event.key)), "removed": event.removed}
             draft.plain = event.key
             if removes:
                 draft.attrs["removes"] = removes

@@ -22,6 +22,7 @@ import pytest
 import sqlalchemy as sa
 from nio import MessageDirection, RoomRedactResponse, UploadResponse
 
+from bridge.archive.verify import verify_archive
 from bridge.sandbox.ircd import Ngircd
 from connectors.matrix.config import DEFAULT_GHOST_PREFIX
 from connectors.matrix.ghosts import Ghosts
@@ -101,6 +102,15 @@ class World:
         finally:
             engine.dispose()
         raise AssertionError(f"no record where {where} {args}")
+
+    async def verified(self) -> None:
+        """The log, reactions and native contents included, verifies."""
+        engine = sa.create_engine(self.archive_url)
+        try:
+            report = await asyncio.to_thread(verify_archive, engine, workers=1)
+        finally:
+            engine.dispose()
+        assert report.failures == [] and report.records > 0
 
     async def alice_sends(self, event_type: str, content: dict[str, Any]) -> str:
         assert self.alice.client
@@ -187,7 +197,7 @@ async def test_reactions_travel_as_reactions_or_lines_and_their_removal_follows(
     target = await world.record("r.kind = 'message' AND r.native_id = :a0", carol_msg.ts)
     assert reaction["target_seq"] == target["seq"]
     assert (reaction["network"], reaction["employee_id"]) == ("matrix", "E1001")
-    assert reaction["content"] == {"key": "👍", "removed": False} and reaction["plain"] == "👍"
+    assert reaction["content"] == {"text": {"plain": "👍", "spans": []}, "removed": False}
     # IRC has no reactions; Slack's would be the bot's, not Alice's: both get her line.
     line = await world.on_irc(lambda t: "reacted" in t and tag in t, "Alice's reaction on IRC")
     assert line == f'* Alice Smith reacted 👍 to "{tag} rates are up"'
@@ -231,12 +241,13 @@ async def test_reactions_travel_as_reactions_or_lines_and_their_removal_follows(
     taken_back = await world.record(
         "r.kind = 'reaction' AND r.network = 'slack' AND r.seq > :a0", slack_reaction["seq"]
     )
-    assert taken_back["content"] == {"key": "🎉", "removed": True}
+    assert (taken_back["plain"], taken_back["content"]["removed"]) == ("🎉", True)
     assert taken_back["attrs"]["removes"] == slack_reaction["native_id"]
     await world.matrix_events(
         lambda e: e["event_id"] == on_matrix["event_id"] and "redacted_because" in e.get("unsigned", {}),
         "Carol's m.reaction redacted",
     )
+    await world.verified()
 
 
 async def test_locations_unknown_types_stickers_and_polls_are_records_and_relayed(world: World) -> None:
@@ -335,3 +346,4 @@ async def test_locations_unknown_types_stickers_and_polls_are_records_and_relaye
     relayed = [line.text for line in world.bob.privmsgs(world.irc, nick=world.relay)]
     assert not any("voted" in text for text in relayed)
     assert not any("voted" in p.text for p in world.emu.posted(world.channel))
+    await world.verified()

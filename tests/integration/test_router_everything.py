@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bridge.archive.search import Filters, search
+from bridge.archive.verify import verify_archive
 from bridge.connector import Capabilities
 from bridge.model import Edit, Reaction, RemoteUser
 from bridge.router import NetworkInfo
@@ -49,6 +50,7 @@ async def test_a_reaction_is_one_where_the_destination_has_them_and_its_removal_
         ("r3", "👍", message["seq"]),
     ]
     assert all(r["employee_id"] == "E1002" for r in records)
+    assert verify_archive(archive.store.engine, workers=1).failures == []
     await archive.close()
 
 
