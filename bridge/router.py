@@ -166,8 +166,10 @@ class Router:
             draft.plain = event.text.plain
         if isinstance(event, Reaction):
             # The key is its text, so a search for 👍 finds who reacted so.
-            draft.content = {"text": text_to_json(Text.of(event.key)), "removed": event.removed}
+            draft.content = {"text": text_to_json(Text.of(event.key))}
             draft.plain = event.key
+            if event.removed:
+                draft.attrs["removed"] = True
             if removes:
                 draft.attrs["removes"] = removes
         if isinstance(event, Edit | Delete | Reaction):

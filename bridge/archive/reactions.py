@@ -20,7 +20,7 @@ def standing_reaction(
         .scalar_subquery()
     )
     query = (
-        select(records.c.native_id, contents.c.body)
+        select(records.c.native_id, records.c.attrs)
         .join(contents, contents.c.seq == records.c.seq)
         .where(
             records.c.target_seq == target,
@@ -34,6 +34,6 @@ def standing_reaction(
     )
     with engine.connect() as conn:
         row = conn.execute(query).first()
-    if row is None or json.loads(row.body).get("removed"):
+    if row is None or json.loads(row.attrs).get("removed"):
         return None
     return row.native_id

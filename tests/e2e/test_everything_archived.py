@@ -197,7 +197,8 @@ async def test_reactions_travel_as_reactions_or_lines_and_their_removal_follows(
     target = await world.record("r.kind = 'message' AND r.native_id = :a0", carol_msg.ts)
     assert reaction["target_seq"] == target["seq"]
     assert (reaction["network"], reaction["employee_id"]) == ("matrix", "E1001")
-    assert reaction["content"] == {"text": {"plain": "👍", "spans": []}, "removed": False}
+    assert reaction["content"] == {"text": {"plain": "👍", "spans": []}}
+    assert "removed" not in reaction["attrs"]
     # IRC has no reactions; Slack's would be the bot's, not Alice's: both get her line.
     line = await world.on_irc(lambda t: "reacted" in t and tag in t, "Alice's reaction on IRC")
     assert line == f'* Alice Smith reacted 👍 to "{tag} rates are up"'
@@ -241,8 +242,14 @@ async def test_reactions_travel_as_reactions_or_lines_and_their_removal_follows(
     taken_back = await world.record(
         "r.kind = 'reaction' AND r.network = 'slack' AND r.seq > :a0", slack_reaction["seq"]
     )
-    assert (taken_back["plain"], taken_back["content"]["removed"]) == ("🎉", True)
+    assert (taken_back["plain"], taken_back["attrs"]["removed"]) == ("🎉", True)
     assert taken_back["attrs"]["removes"] == slack_reaction["native_id"]
+    # A reviewer's search lists both, the removal saying so and naming what it took back.
+    found = await asyncio.to_thread(world.bridge.search, "--kind", "reaction", "--network", "slack")
+    assert [(r["text"], r["target_seq"], r.get("removed"), r.get("removes")) for r in found] == [
+        ("🎉", slack_reaction["target_seq"], None, None),
+        ("🎉", slack_reaction["target_seq"], True, slack_reaction["native_id"]),
+    ]
     await world.matrix_events(
         lambda e: e["event_id"] == on_matrix["event_id"] and "redacted_because" in e.get("unsigned", {}),
         "Carol's m.reaction redacted",
