@@ -103,7 +103,9 @@ class SlackEmulator:
         self.app_token = self.ws.new_token("app", None, app_token)
         self.verification_token = "vt" + self.ws.ids.new("V")[1:].lower()
         self.bot_scopes = "chat:write,chat:write.customize,channels:history,channels:read,groups:history,"
-        self.bot_scopes += "groups:read,users:read,users:read.email,files:read,files:write,channels:join,reactions:read"
+        self.bot_scopes += (
+            "groups:read,users:read,users:read.email,files:read,files:write,channels:join,reactions:read"
+        )
         # Per channel, like Slack's "1 message per second per channel" for chat.postMessage.
         self.post_limiter = RateLimiter(rate=post_rate, burst=post_burst)
         self.method_limiters: dict[str, RateLimiter] = {}
