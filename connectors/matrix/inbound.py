@@ -75,7 +75,24 @@ class Inbound:
                 target_native_id=target,
                 occurred_at=_occurred_at(event),
             )
-        return None
+        if isinstance(kind, str) and "state_key" not in event:
+            return self._opaque(event, sender, kind)
+        return None  # room state (names, topics, members, power levels): the room's, not a message
+
+    def _opaque(self, event: Mapping[str, Any], sender: str, kind: str) -> Message:
+        """An event a person sent that the bridge cannot read or show (an encrypted message,
+        a call, a type of tomorrow): archived whole, relayed nowhere, flagged so."""
+        return Message(
+            network=self.network,
+            room=_str(event, "room_id"),
+            native_id=_str(event, "event_id"),
+            sender=self._user(sender),
+            text=Text(),
+            occurred_at=_occurred_at(event),
+            flags=("encrypted",) if kind == "m.room.encrypted" else ("unknown_event",),
+            native=_native(event),
+            relay=False,
+        )
 
     def _message(
         self, event: Mapping[str, Any], sender: str, attachments: tuple[Attachment, ...]

@@ -210,3 +210,23 @@ def test_a_bridged_reaction_annotates_the_destinations_copy() -> None:
     }
     with pytest.raises(ValueError):
         reaction_content(Outbound("sb2", 2, "!room:corp.test", sender, "reaction", Text.of("🎉")))
+
+
+@pytest.mark.parametrize(
+    ("type", "flag"),
+    [
+        ("m.room.encrypted", "encrypted"),
+        ("m.call.invite", "unknown_event"),
+        ("com.example.ping", "unknown_event"),
+    ],
+)
+def test_an_event_the_bridge_cannot_read_is_archived_only(type: str, flag: str) -> None:
+    content = {"algorithm": "m.megolm.v1.aes-sha2", "ciphertext": "AwgA..."}
+    message = INBOUND.convert(event(content, type=type))
+    assert isinstance(message, Message) and not message.relay
+    assert message.flags == (flag,) and message.native == {"type": type, "content": content}
+
+
+def test_room_state_is_not_a_message() -> None:
+    topic = {**event({"topic": "rates"}, type="m.room.topic"), "state_key": ""}
+    assert INBOUND.convert(topic) is None
