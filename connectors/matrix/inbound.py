@@ -55,7 +55,7 @@ class Inbound:
         if kind == "m.room.message":
             return self._message(event, sender, attachments)
         if kind == "m.sticker":
-            return self._sticker(event, sender, attachments)
+            return self._whole(event, sender, attachments)
         if kind == "m.reaction":
             return self._reaction(event, sender)
         part = poll_part(kind)
@@ -76,23 +76,11 @@ class Inbound:
                 occurred_at=_occurred_at(event),
             )
         if isinstance(kind, str) and "state_key" not in event:
-            return self._opaque(event, sender, kind)
+            # Something a person sent that the bridge cannot read or show (an encrypted
+            # message, a call, a type of tomorrow): archived whole, relayed nowhere, flagged.
+            flag = "encrypted" if kind == "m.room.encrypted" else "unknown_event"
+            return self._whole(event, sender, flags=(flag,))
         return None  # room state (names, topics, members, power levels): the room's, not a message
-
-    def _opaque(self, event: Mapping[str, Any], sender: str, kind: str) -> Message:
-        """An event a person sent that the bridge cannot read or show (an encrypted message,
-        a call, a type of tomorrow): archived whole, relayed nowhere, flagged so."""
-        return Message(
-            network=self.network,
-            room=_str(event, "room_id"),
-            native_id=_str(event, "event_id"),
-            sender=self._user(sender),
-            text=Text(),
-            occurred_at=_occurred_at(event),
-            flags=("encrypted",) if kind == "m.room.encrypted" else ("unknown_event",),
-            native=_native(event),
-            relay=False,
-        )
 
     def _message(
         self, event: Mapping[str, Any], sender: str, attachments: tuple[Attachment, ...]
@@ -165,8 +153,14 @@ class Inbound:
             flags=flags,
         )
 
-    def _sticker(self, event: Mapping[str, Any], sender: str, attachments: tuple[Attachment, ...]) -> Message:
-        """A sticker is its image; the archive keeps its description and native content too."""
+    def _whole(
+        self,
+        event: Mapping[str, Any],
+        sender: str,
+        attachments: tuple[Attachment, ...] = (),
+        flags: tuple[str, ...] = (),
+    ) -> Message:
+        """An event with no text of its own, kept whole; relayed only as its files (a sticker)."""
         return Message(
             network=self.network,
             room=_str(event, "room_id"),
@@ -175,6 +169,7 @@ class Inbound:
             text=Text(),
             occurred_at=_occurred_at(event),
             attachments=attachments,
+            flags=flags,
             native=_native(event),
             relay=bool(attachments),
         )
