@@ -198,7 +198,9 @@ class Router:
                 return None
             original = await self._original(event, event.target_native_id)
             target = f'"{original.text}"' if original and original.text else "a message"
-            return Text.of(f"reacted {event.key} to {target}")
+            # A Matrix key may be any text, of any length; the archive keeps it whole.
+            key = event.key if len(event.key) <= QUOTE_CHARS else event.key[:QUOTE_CHARS] + "…"
+            return Text.of(f"reacted {key} to {target}")
         answered = isinstance(event, Message) and (event.reply_to or event.thread_id)
         if not answered or all(self.networks[d].capabilities.threads for d in destinations):
             return None

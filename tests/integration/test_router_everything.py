@@ -65,12 +65,18 @@ async def test_a_reaction_is_a_short_line_where_the_destination_has_none(
     alice = RemoteUser("matrix", "@alice:corp.test")
     await router.receive(Reaction("matrix", ROOM, "$r1", alice, "matrix-1", "🎉", datetime.now(UTC)))
     await router.receive(Reaction("matrix", ROOM, "$r2", alice, "$unknown", "👀", datetime.now(UTC)))
+    await router.receive(Reaction("matrix", ROOM, "$r3", alice, "matrix-1", "ha" * 5000, datetime.now(UTC)))
     await delivery.idle()
     lines = nets["irc"].sent
     assert [(o.kind, o.message_kind, o.text.plain) for o in lines] == [
         ("message", "emote", 'reacted 🎉 to "the first words of a much longer…"'),
         ("message", "emote", "reacted 👀 to a message"),
+        ("message", "emote", f'reacted {"ha" * 20}… to "the first words of a much longer…"'),
     ]
+    [long_key] = [
+        r for r in search(archive.store.engine, Filters(kinds=("reaction",))) if r["native_id"] == "$r3"
+    ]
+    assert long_key["text"] == "ha" * 5000
     assert lines[0].sender.name == "Alice Smith"
     await archive.close()
 
