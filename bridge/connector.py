@@ -34,6 +34,9 @@ class Capabilities:
     threads: bool = False
     files: bool = False
     per_sender_display: bool = False  # can post under each sender's own name
+    # Can show a reaction as one, made by the reacting person's own user; elsewhere the router
+    # sends a short line (`* Alice Smith reacted 👍 to "…"`).
+    reactions: bool = False
     max_message_bytes: int = 0  # 0: no limit the core must care about
 
 

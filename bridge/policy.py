@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import unquote
 
-from bridge.model import Delete, Edit, Event, Identity, Message, Portal
+from bridge.model import Delete, Edit, Event, Identity, Message, Portal, Reaction
 
 
 @dataclass(frozen=True)
@@ -144,6 +144,8 @@ def readable(event: Event) -> str:
         parts.extend(unquote(s.url) for s in event.text.spans if s.url)
     if isinstance(event, Message):
         parts.extend(a.name for a in event.attachments)
+    if isinstance(event, Reaction):
+        parts.append(event.key)  # a Matrix reaction key is free text
     return normalised("\n".join(parts))
 
 

@@ -11,18 +11,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from bridge.archive import AsyncArchive
-from bridge.archive.quotes import quoted
+from bridge.archive.quotes import Quoted, quoted
+from bridge.archive.reactions import standing_reaction
 from bridge.archive.store import OutboxDraft, RecordDraft
 from bridge.codec import attachment_to_json, text_to_json
 from bridge.connector import Capabilities, SinkUnavailable
 from bridge.directory import Directory
-from bridge.model import Attachment, Delete, Edit, Event, Identity, Message, Portal, Receipt
+from bridge.model import Attachment, Delete, Edit, Event, Identity, Message, Portal, Reaction, Receipt
 from bridge.names import GHOST_TEMPLATE, RELAY_TEMPLATE, sender_for
 from bridge.policy import Decision, PolicySet, Refusal, Target, decide
 from bridge.text import Text, TextBuilder
@@ -107,9 +108,11 @@ class Router:
         destinations = tuple(n for n in portal.networks if n != event.network and n in self.networks)
         target = await self._target(event)
         decision = decide(self.policy, identity, portal, event, destinations, target)
-        draft = self._record(event, portal, identity, decision)
+        removes = await self._removed_reaction(event)
+        draft = self._record(event, portal, identity, decision, removes)
         quote = await self._quote(event, destinations)
-        deliveries = [] if decision.blocked else self._deliveries(event, portal, identity, decision, quote)
+        relayed = not decision.blocked and not (isinstance(event, Message) and not event.relay)
+        deliveries = self._deliveries(event, portal, identity, decision, quote, removes) if relayed else []
         appended = await self.archive.write(
             partial(self.archive.store.append_in, draft=draft, deliveries=deliveries)
         )
@@ -123,9 +126,9 @@ class Router:
         return Receipt("archived", appended.seq)
 
     def _record(
-        self, event: Event, portal: Portal, identity: Identity | None, decision: Decision
+        self, event: Event, portal: Portal, identity: Identity | None, decision: Decision, removes: str | None
     ) -> RecordDraft:
-        kind = {Message: "message", Edit: "edit", Delete: "delete"}[type(event)]
+        kind = {Message: "message", Edit: "edit", Delete: "delete", Reaction: "reaction"}[type(event)]
         draft = RecordDraft(
             kind="policy_block" if decision.blocked else kind,
             occurred_at=event.occurred_at,
@@ -155,9 +158,19 @@ class Router:
                     draft.attrs["reply_to"] = event.reply_to
                 if event.thread_id:
                     draft.attrs["thread_id"] = event.thread_id
+                if event.native is not None:
+                    content["native"] = dict(event.native)
             draft.content = content
             draft.plain = event.text.plain
-        if isinstance(event, Edit | Delete):
+        if isinstance(event, Reaction):
+            # The key is its text, so a search for 👍 finds who reacted so.
+            draft.content = {"text": text_to_json(Text.of(event.key))}
+            draft.plain = event.key
+            if event.removed:
+                draft.attrs["removed"] = True
+            if removes:
+                draft.attrs["removes"] = removes
+        if isinstance(event, Edit | Delete | Reaction):
             draft.attrs["target_native_id"] = event.target_native_id
         return draft
 
@@ -165,28 +178,62 @@ class Router:
         """Who sent the archived message an edit or delete names (None: not archived)."""
         if not isinstance(event, Edit | Delete):
             return None
-        original = await self.archive.call(
-            quoted, self.archive.store.engine, event.network, event.room, event.target_native_id
-        )
+        original = await self._original(event, event.target_native_id)
         return None if original is None else Target(original.network, original.sender, original.name)
 
+    async def _removed_reaction(self, event: Event) -> str | None:
+        """For a reaction taken back, the native id of the reaction it takes back (if archived)."""
+        if not isinstance(event, Reaction) or not event.removed:
+            return None
+        return await self.archive.call(
+            standing_reaction,
+            self.archive.store.engine,
+            event.network,
+            event.room,
+            event.sender.native_id,
+            event.target_native_id,
+            event.key,
+        )
+
     async def _quote(self, event: Event, destinations: tuple[str, ...]) -> Text | None:
-        """`↪ Name: first words… | ` for destinations that cannot show replies or threads."""
+        """`↪ Name: first words… | ` for destinations that cannot show replies or threads; for a
+        reaction, the line `reacted 👍 to "first words…"` for those that cannot show reactions."""
+        if isinstance(event, Reaction):
+            if event.removed or all(self.networks[d].capabilities.reactions for d in destinations):
+                return None
+            original = await self._original(event, event.target_native_id)
+            target = f'"{original.text}"' if original and original.text else "a message"
+            # A Matrix key may be any text, of any length; the archive keeps it whole.
+            key = event.key if len(event.key) <= QUOTE_CHARS else event.key[:QUOTE_CHARS] + "…"
+            return Text.of(f"reacted {key} to {target}")
         answered = isinstance(event, Message) and (event.reply_to or event.thread_id)
         if not answered or all(self.networks[d].capabilities.threads for d in destinations):
             return None
+        original = await self._original(event, answered)
+        if original is None:
+            return None
+        return Text.of(f"↪ {original.name}: {original.text} | ")
+
+    async def _original(self, event: Event, native_id: str) -> Quoted | None:
+        """The archived message `native_id` on the event's own network, its text cut to a quote."""
         original = await self.archive.call(
-            quoted, self.archive.store.engine, event.network, event.room, answered
+            quoted, self.archive.store.engine, event.network, event.room, native_id
         )
         if original is None:
             return None
         words = original.text.replace("\n", " ").strip()
         if len(words) > QUOTE_CHARS:
             words = words[:QUOTE_CHARS].rsplit(" ", 1)[0] + "…"
-        return Text.of(f"↪ {original.name}: {words} | ")
+        return replace(original, text=words)
 
     def _deliveries(
-        self, event: Event, portal: Portal, identity: Identity | None, decision: Decision, quote: Text | None
+        self,
+        event: Event,
+        portal: Portal,
+        identity: Identity | None,
+        decision: Decision,
+        quote: Text | None,
+        removes: str | None,
     ) -> list[OutboxDraft]:
         source = self.networks[event.network]
         out = []
@@ -195,6 +242,8 @@ class Router:
                 continue
             dest = self.networks[network]
             if isinstance(event, Delete) and not dest.capabilities.deletes:
+                continue
+            if isinstance(event, Reaction) and event.removed and not (removes and dest.capabilities.deletes):
                 continue
             sender = sender_for(event.sender, identity, source.label, dest.template)
             payload: dict = {"sender": sender.__dict__, "room": room}
@@ -211,6 +260,8 @@ class Router:
                     "reply_to": event.reply_to,
                     "thread_id": event.thread_id,
                 }
+            elif isinstance(event, Reaction):
+                payload |= _reaction_payload(event, dest.capabilities, quote, removes)
             elif isinstance(event, Edit):
                 payload |= {
                     "kind": "edit",
@@ -293,6 +344,23 @@ def _archived(attachment: Attachment) -> dict:
     """An attachment as its record's content lists it; `stored` when the archive keeps its bytes."""
     described = attachment_to_json(attachment)
     return described if attachment.data is None else described | {"stored": True}
+
+
+def _reaction_payload(
+    event: Reaction, capabilities: Capabilities, line: Text | None, removes: str | None
+) -> dict:
+    """A reaction where `capabilities` show one, else its short line; a removal deletes what the
+    reaction became there (either one)."""
+    if event.removed:
+        return {"kind": "delete", "text": text_to_json(Text()), "target": removes}
+    if capabilities.reactions:
+        return {
+            "kind": "reaction",
+            "text": text_to_json(Text.of(event.key)),
+            "target": event.target_native_id,
+        }
+    assert line is not None  # made for every destination without reactions
+    return {"kind": "message", "message_kind": "emote", "text": text_to_json(line), "attachments": []}
 
 
 def _prefixed(prefix: Text, text: Text) -> Text:

@@ -17,7 +17,14 @@ from connectors.matrix.client import MatrixClient, MatrixError, q
 from connectors.matrix.config import DEFAULT_GHOST_PREFIX, DEFAULT_MAX_FILE_MB, MatrixConfig
 from connectors.matrix.ghosts import Ghosts
 from connectors.matrix.inbound import Inbound, MediaRef, media_ref
-from connectors.matrix.outbound import edit_content, file_content, message_content, text_content, txn_id
+from connectors.matrix.outbound import (
+    edit_content,
+    file_content,
+    message_content,
+    reaction_content,
+    text_content,
+    txn_id,
+)
 from connectors.matrix.powers import RoomPowers, mentions_room, privileged_creators, without_room_mention
 
 ROOMS_KEY = "rooms"
@@ -31,7 +38,7 @@ class MatrixConnector(Connector):
 
     label: ClassVar[str] = "Matrix"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        edits=True, deletes=True, threads=True, files=True, per_sender_display=True
+        edits=True, deletes=True, threads=True, files=True, per_sender_display=True, reactions=True
     )
     options: ClassVar[Mapping[str, Option]] = {
         "homeserver": Option(str, required=True, help="client-server API URL, e.g. http://127.0.0.1:8008"),
@@ -166,6 +173,10 @@ class MatrixConnector(Connector):
         if out.kind == "edit":
             content = edit_content(out, network=self.name, ghosts=self.ghosts)
             return await self._post(out.room, content, txn_id(out.key), out, ghost)
+        if out.kind == "reaction":
+            return await self._post(
+                out.room, reaction_content(out), txn_id(out.key), out, ghost, "m.reaction"
+            )
         ids: list[str] = []
         if out.text or not out.attachments:
             content = message_content(out, network=self.name, ghosts=self.ghosts)
@@ -181,16 +192,24 @@ class MatrixConnector(Connector):
             raise DeliveryError(f"{out.key}: nothing to send", permanent=True)
         return ids[0]
 
-    async def _post(self, room: str, content: dict[str, Any], txn: str, out: Outbound, ghost: str) -> str:
+    async def _post(
+        self,
+        room: str,
+        content: dict[str, Any],
+        txn: str,
+        out: Outbound,
+        ghost: str,
+        event_type: str = "m.room.message",
+    ) -> str:
         try:
-            return await self.client.send_event(room, content, txn, user=ghost)
+            return await self.client.send_event(room, content, txn, user=ghost, event_type=event_type)
         except MatrixError as exc:
             if exc.status != 403:
                 raise
         # The ghost was kicked or left since we last saw it join: join again, once.
         self.client.forget_member(room, ghost)
         await self.client.ensure_member(room, ghost, out.sender.display_name)
-        return await self.client.send_event(room, content, txn, user=ghost)
+        return await self.client.send_event(room, content, txn, user=ghost, event_type=event_type)
 
     async def _redact(self, out: Outbound, ghost: str) -> str:
         if not out.target_native_id:

@@ -111,6 +111,15 @@ def edit_content(out: Outbound, *, network: str, ghosts: Ghosts) -> dict[str, An
     return content
 
 
+def reaction_content(out: Outbound) -> dict[str, Any]:
+    """An `m.reaction` annotating the destination's copy of the message; `text` is the key."""
+    if not out.target_native_id:
+        raise ValueError("a reaction needs target_native_id")
+    return {
+        "m.relates_to": {"rel_type": "m.annotation", "event_id": out.target_native_id, "key": out.text.plain}
+    }
+
+
 def file_content(attachment: Attachment, mxc: str) -> dict[str, Any]:
     major = attachment.mimetype.split("/", 1)[0]
     msgtype = {"image": "m.image", "video": "m.video", "audio": "m.audio"}.get(major, "m.file")

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from bridge.detectors import card_number, luhn_ok
-from bridge.model import Attachment, Delete, Edit, Identity, Message, Portal, RemoteUser
+from bridge.model import Attachment, Delete, Edit, Identity, Message, Portal, Reaction, RemoteUser
 from bridge.policy import NetworkPolicy, PolicySet, RoomPolicy, Rule, Target, decide, normalised
 from bridge.text import Span, Text
 
@@ -246,3 +246,18 @@ def test_room_may_choose_its_rules() -> None:
     policy = PolicySet(rules=RULES, rooms={"trading": RoomPolicy(rules=frozenset({"tickers"}))})
     decision = _decide(policy, ALICE, _msg("matrix", "@a:corp.test", "guarantee 4111 1111 1111 1111 $ACME"))
     assert decision.withheld == {} and decision.flags == ("tickers",)
+
+
+def test_a_reaction_key_is_read_by_data_loss_rules() -> None:
+    # A Matrix reaction key is free text: it must not carry a card number past the rules.
+    reaction = Reaction(
+        "matrix",
+        "!r:corp.test",
+        "x",
+        RemoteUser("matrix", "@a"),
+        "e1",
+        "4111 1111 1111 1111",
+        datetime.now(UTC),
+    )
+    decision = decide(PolicySet(rules=RULES), ALICE, PORTAL, reaction, ("slack", "irc"))
+    assert decision.blocked and decision.rule == "card-numbers"
