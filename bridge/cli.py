@@ -116,6 +116,7 @@ def _check(args: argparse.Namespace) -> int:
             parse_options(config.directory.options)
         except LdapConfigError as exc:
             key, _, problem = str(exc).partition(" ")
+            key = key.removesuffix(":")
             if key.startswith("directory.") and config.source:  # name the line too
                 raise ConfigError([config.source.error(key, problem)]) from None
             raise UsageError(f"{config.file}: directory: {exc}") from None

@@ -40,6 +40,7 @@ DIRECTORY_KEYS = {
     "refresh_seconds": Option((int, float), default=60),
     "url": Option(str),
     "starttls": Option(bool, default=False),
+    "allow_insecure": Option(bool, default=False, help="allow a password bind over plain ldap://"),
     "bind_dn": Option(str),
     "bind_password": Option(str),
     "people_base": Option(str),
