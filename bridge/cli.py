@@ -171,12 +171,12 @@ def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.handler(args)
-    except ConfigError as exc:
+    except ConfigError as exc:  # a problem may quote a value, such as a URL with its password
         for problem in exc.problems:
-            print(f"switchboard: {problem}", file=sys.stderr)
+            print(redact(f"switchboard: {problem}"), file=sys.stderr)
         return EXIT_USAGE
     except UsageError as exc:
-        print(f"switchboard: {exc}", file=sys.stderr)
+        print(redact(f"switchboard: {exc}"), file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

@@ -14,7 +14,7 @@ import pytest
 
 from bridge.config import load_config
 from bridge.secrets import Redactor, install_redaction, secret_values
-from tests.unit.test_config import GOOD
+from tests.unit.test_config import GOOD, _check
 
 TOKEN = "xoxb-7731-secret-token"
 
@@ -117,3 +117,15 @@ def test_the_command_masks_the_archive_password_from_its_first_line(tmp_path: Pa
     assert "CRITICAL switchboard: the bridge stopped on an unexpected error" in result.stderr
     assert "Traceback (most recent call last):" in result.stderr
     assert password not in result.stderr + result.stdout, result.stderr
+
+
+def test_a_config_error_quoting_a_url_masks_its_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = GOOD.replace("url: sqlite:///archive.db", "url: mysql://sb:My5qlPassword@db/archive")
+    code, err = _check(tmp_path, text, capsys, monkeypatch)
+    assert code == 2 and len(err) == 1, err
+    assert (
+        "archive.url: must be a sqlite:/// or postgresql+psycopg:// URL, not 'mysql://sb:***@db/archive'"
+        in err[0]
+    )
