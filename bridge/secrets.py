@@ -11,11 +11,13 @@ config's secrets (bridge/clikit.py). Two kinds of text are masked:
 - the password in any URL that carries one (`scheme://user:PASSWORD@host`),
   whoever wrote the URL.
 
-A secret of 6 characters or more is masked wherever it appears. A shorter one is
-masked only where it stands as a word of its own (not inside a longer run of
+A secret of 6 characters or more is masked wherever it appears. One of 2 to 5
+is masked only where it stands as a word of its own (not inside a longer run of
 letters and digits): masking every `ab` inside every word would make the log
-unreadable and show the secret by where the holes are. A secret that short is
-weak anyway; it is still kept out of `password=ab` and `user:ab@host`.
+unreadable and show the secret by where the holes are; it is still kept out of
+`password=ab` and `user:ab@host`. A single character is not masked: it can be
+guessed in a few dozen tries whatever the log says, and masking it would erase
+every `a` from every line (and from the command's one-line errors).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from bridge.config import Config
 SECRET_KEYS = ("token", "password", "secret", "key")
 MASK = "***"
 WHOLE_WORD_BELOW = 6  # characters
+SHORTEST = 2  # characters
 # scheme://user:PASSWORD@ — the user part may be empty (redis://:pw@host)
 _URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/?#@]*:)[^\s/?#@]+@")
 
@@ -75,7 +78,7 @@ class Redactor:
     """Masks secrets and URL passwords in text."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self.secrets = frozenset(s for s in secrets if s)
+        self.secrets = frozenset(s for s in secrets if len(s) >= SHORTEST)
         long = sorted((s for s in self.secrets if len(s) >= WHOLE_WORD_BELOW), key=len, reverse=True)
         short = sorted((s for s in self.secrets if len(s) < WHOLE_WORD_BELOW), key=len, reverse=True)
         alternatives = [re.escape(s) for s in long]

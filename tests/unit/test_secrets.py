@@ -81,6 +81,8 @@ def test_short_secrets_are_masked_where_they_stand_alone() -> None:
     # Inside a longer word a short secret is left alone: masking it there would show it anyway.
     assert redact("pw12 and apw1 and the upw1x") == "pw12 and apw1 and the upw1x"
     assert redact(f"a{TOKEN}b") == "a***b"  # a long one goes wherever it is
+    # One character protects nothing and would erase every such word: it is not masked.
+    assert Redactor({"a"})("a line with a word") == "a line with a word"
 
 
 def test_the_config_names_its_secrets_including_url_and_bind_passwords(
