@@ -35,7 +35,7 @@ from sqlalchemy import (
     update,
 )
 
-from bridge.archive import checkpoints, witness
+from bridge.archive import checkpoints, private, witness
 from bridge.archive.driver import DriverStatement, release
 from bridge.archive.hashing import content_sha256, leaf_hash
 from bridge.archive.schema import contents, files, idmap, outbox, records, state
@@ -203,6 +203,7 @@ def kept_files(conn: Connection, seq: int) -> dict[str, bytes]:
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
+        private.prepare_sqlite(url)
         engine = create_engine(url, connect_args={"check_same_thread": False})
 
         @event.listens_for(engine, "connect")

@@ -772,7 +772,10 @@ async def test_a_slack_file_is_exported_inline_from_the_live_archive(world: Worl
     [part] = [p for p in message.iter_attachments() if p.get_filename() == name]
     assert part.get_content_type() == "image/png"
     assert hashlib.sha256(part.get_content()).hexdigest() == hashlib.sha256(data).hexdigest()
-    verified = await asyncio.to_thread(switchboard, "archive", "verify", "--bundle", str(out))
+    public_key = str(world.bridge.workdir / "archive-signing.key.pub")  # what the reviewer was given
+    verified = await asyncio.to_thread(
+        switchboard, "archive", "verify", "--bundle", str(out), "--key", public_key
+    )
     assert verified.returncode == 0, verified.stdout + verified.stderr
     # The bridge went on relaying during the export.
     tag = unique("after")
