@@ -23,6 +23,8 @@ from tests.servers.ircclient import IrcClient
 
 ALICE = Sender("matrix", "@alice:corp.test", "Alice Smith", "Alice Smith", "Matrix", "E1001")
 FAST = {"flood_burst": 1000, "flood_rate": 1000.0}
+# ngircd has no services accounts: these tests map senders by nick, as such a server must.
+BY_NICK = {"identify": "nick"}
 _names = itertools.count(1)
 
 
@@ -56,7 +58,14 @@ class RecordingSink:
 
 
 def make_connector(server: Ngircd, **options: Any) -> IrcConnector:
-    merged = {"host": server.host, "port": server.port, "nick": unique("bridge"), **FAST, **options}
+    merged = {
+        "host": server.host,
+        "port": server.port,
+        "nick": unique("bridge"),
+        **FAST,
+        **BY_NICK,
+        **options,
+    }
     return IrcConnector(ConnectorContext("irc", merged, MemoryState()))
 
 
@@ -309,7 +318,7 @@ async def test_first_connection_failure_is_raised() -> None:
 
 
 async def test_sasl_required_but_not_offered_fails(ngircd: Ngircd) -> None:
-    connector = make_connector(ngircd, sasl_username="bot", sasl_password="secret")
+    connector = make_connector(ngircd, sasl_username="bot", sasl_password="secret", allow_insecure=True)
     with pytest.raises(RegistrationError, match="SASL"):
         await connector.start(RecordingSink())
 
