@@ -8,6 +8,7 @@ NickServ), so names never collide within the session.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -15,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from sqlalchemy import select
 
 from bridge.archive import AsyncArchive
+from bridge.archive.schema import contents
 from bridge.archive.search import Filters, search
 from bridge.archive.store import ArchiveStore
 from bridge.delivery import Delivery
@@ -24,6 +27,7 @@ from bridge.directory.yaml import YamlDirectory
 from bridge.model import Portal
 from bridge.policy import PolicySet
 from bridge.router import NetworkInfo, PortalIndex, Router
+from bridge.sandbox.ircd import Ngircd
 from connectors.irc import IrcConnector
 from connectors.matrix import MatrixConnector
 from tests.integration.test_irc_connector import make_connector, unique
@@ -60,6 +64,12 @@ class Core:
         await user.privmsg(self.irc_channel, text)
         await self.settle(count + 1, text)
 
+    def content(self, seq: int) -> dict[str, Any]:
+        """A record's archived content, as the archive holds it (canonical JSON)."""
+        with self.archive.store.engine.connect() as conn:
+            body = conn.execute(select(contents.c.body).where(contents.c.seq == seq)).scalar_one()
+        return json.loads(body)
+
     def _spoken(self) -> list[dict[str, Any]]:
         return [r for r in self.records() if r["kind"] in ("message", "policy_block")]
 
@@ -68,7 +78,7 @@ class Core:
 async def bridged(
     tmp_path: Path,
     archive_url: str,
-    services: ServicesNetwork,
+    services: ServicesNetwork | Ngircd,
     channel: str,
     people: list[dict[str, Any]],
     unmapped: str = "deny",
@@ -114,7 +124,7 @@ def person(employee_id: str, name: str, account: str, matrix: str = "") -> dict[
     return {"employee_id": employee_id, "name": name, "department": "Trading", "handles": handles}
 
 
-async def clients(services: ServicesNetwork, *nicks: str) -> list[IrcClient]:
+async def clients(services: ServicesNetwork | Ngircd, *nicks: str) -> list[IrcClient]:
     """Connected in parallel: each registration takes about a second on InspIRCd."""
     return list(await asyncio.gather(*(IrcClient(services.host, services.port, n).connect() for n in nicks)))
 

@@ -385,3 +385,41 @@ async def test_flood_control_with_server_penalties_loses_nothing() -> None:
             assert elapsed >= (20 - 5) / 2.0 - 0.2  # the bucket, not the server, paced us
             await alice.wait_until(lambda: len(relayed(alice, channel, nick)) == 20, 15, "all 20 lines")
             assert relayed(alice, channel, nick) == [f"<Alice Smith> {line}" for line in lines]
+
+
+async def test_without_services_and_identify_unset_nobody_is_mapped(
+    ngircd: Ngircd, caplog: pytest.LogCaptureFixture
+) -> None:
+    connector = make_connector(ngircd, identify="")
+    channel = unique("#noservices")
+    with caplog.at_level(logging.WARNING):
+        async with running(connector) as sink, user(ngircd, channel, nick="alice") as alice:
+            await connector.join(channel)
+            await alice.privmsg(channel, "I could be anyone")
+            await sink.wait_for(lambda: len(sink.events) == 1, "the line")
+    [event] = sink.events
+    assert isinstance(event, Message)
+    assert (event.sender.native_id, event.sender.display) == ("nick:alice", "alice")
+    assert event.flags == ("unverified_identity",)
+    warnings = [r.message for r in caplog.records if "offers no services accounts" in r.message]
+    assert len(warnings) == 1 and "identify: nick" in warnings[0]
+
+
+async def test_identify_account_on_a_server_without_services_fails_start(ngircd: Ngircd) -> None:
+    connector = make_connector(ngircd, identify="account")
+    with pytest.raises(RegistrationError, match="neither account-tag nor extended-join"):
+        await connector.start(RecordingSink())
+
+
+async def test_identify_nick_flags_every_message(ngircd: Ngircd) -> None:
+    connector = make_connector(ngircd, identify="nick")
+    channel = unique("#bynick")
+    async with running(connector) as sink, user(ngircd, channel) as alice:
+        await connector.join(channel)
+        await alice.privmsg(channel, "mapped by nick")
+        await alice.action(channel, "and flagged")
+        await sink.wait_for(lambda: len(sink.events) == 2, "both lines")
+    assert [(e.sender.native_id, e.flags) for e in sink.events] == [
+        (alice.nick, ("unverified_identity",)),
+        (alice.nick, ("unverified_identity",)),
+    ]
