@@ -3,12 +3,18 @@
 IRC formatting is a flat stream of toggles, so parsing keeps one open span
 per style and rendering emits a toggle wherever the set of active styles
 changes. Colours have no canonical form: they are parsed and dropped.
+Both directions are single sweeps (rendering sorts span boundaries once), so
+no message, however many spans or links it has, costs more than n log n.
 """
 
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
+from collections import Counter, defaultdict
 from collections.abc import Callable
+from dataclasses import replace
+from itertools import accumulate, pairwise
 from urllib.parse import urlsplit
 
 from bridge.text import Span, SpanKind, Text, TextBuilder
@@ -107,9 +113,12 @@ def _add_links(text: Text) -> Text:
 def _trim_url(url: str) -> str:
     # Prose around a URL ("see https://x.test/a.") must not become part of it;
     # a closing bracket stays only when the URL itself opened one (wiki links).
-    while url and (url[-1] in _URL_TRAILING or (url[-1] == ")" and url.count("(") < url.count(")"))):
-        url = url[:-1]
-    return url
+    opened, closed = url.count("("), url.count(")")
+    end = len(url)
+    while end and (url[end - 1] in _URL_TRAILING or (url[end - 1] == ")" and opened < closed)):
+        closed -= url[end - 1] == ")"
+        end -= 1
+    return url[:end]
 
 
 def _add_mention(text: Text, network: str, resolve_nick: NickResolver | None) -> Text:
@@ -127,15 +136,26 @@ def _add_mention(text: Text, network: str, resolve_nick: NickResolver | None) ->
 def render(text: Text) -> str:
     """Text as one IRC message body (newlines are the caller's business)."""
     text = _expand_links(text)
+    plain = text.plain
+    # Where each style starts (+1) and stops (-1); spans are clipped to the text.
+    changes: defaultdict[int, list[tuple[SpanKind, int]]] = defaultdict(list)
+    for span in text.spans:
+        start, end = max(span.start, 0), min(span.end, len(plain))
+        if start < end and (span.kind in CODES or span.kind == "pre"):
+            changes[start].append((span.kind, 1))
+            changes[end].append((span.kind, -1))
+    depth: Counter[SpanKind] = Counter()
     parts: list[str] = []
     active: set[SpanKind] = set()
-    for chunk, spans in text.segments():
+    for a, b in pairwise(sorted({0, len(plain), *changes})):
+        for kind, step in changes.get(a, ()):
+            depth[kind] += step
         # Code inside a pre block would only add noise: pre is sent as plain lines.
-        in_pre = any(s.kind == "pre" for s in spans)
-        wanted = {s.kind for s in spans if s.kind in CODES and not (in_pre and s.kind == "code")}
+        in_pre = depth["pre"] > 0
+        wanted = {kind for kind in CODES if depth[kind] > 0 and not (in_pre and kind == "code")}
         parts.append(_toggles(active, wanted))
         active = wanted
-        parts.append(text_safe(chunk))
+        parts.append(text_safe(plain[a:b]))
     parts.append(_toggles(active, set()))
     return "".join(parts)
 
@@ -154,15 +174,40 @@ def text_safe(text: str) -> str:
 
 
 def _expand_links(text: Text) -> Text:
-    """Show each link's target: a bare URL stays as it is, a label becomes `label <url>`."""
-    links = [s for s in text.spans if s.kind == "link" and s.url]
-    # Right to left, so earlier spans keep their offsets while later text grows.
-    for link in sorted(links, key=lambda s: s.start, reverse=True):
-        label = text.plain[link.start : link.end]
+    """Show each link's target: a bare URL stays as it is, a label becomes `label <url>`.
+
+    All labels are replaced in one pass; a link overlapping an earlier one keeps
+    its label. Other spans move with the text: one ending inside or at the end
+    of a replaced label grows to cover what replaced it.
+    """
+    plain = text.plain
+    edits: list[tuple[int, int, str]] = []
+    for link in sorted((s for s in text.spans if s.kind == "link" and s.url), key=lambda s: s.start):
+        if link.start < (edits[-1][1] if edits else 0) or not 0 <= link.start <= link.end <= len(plain):
+            continue
+        label = plain[link.start : link.end]
         shown = link_text(label, link.url)
         if shown != label:
-            text = text.replace_span_text(link, shown)
-    return text
+            edits.append((link.start, link.end, shown))
+    if not edits:
+        return text
+    pieces, done = [], 0
+    for start, end, shown in edits:
+        pieces += [plain[done:start], shown]
+        done = end
+    pieces.append(plain[done:])
+    starts, ends = [e[0] for e in edits], [e[1] for e in edits]
+    # shift[i]: how far the first i replacements moved the text after them.
+    shift = [0, *accumulate(len(shown) - (end - start) for start, end, shown in edits)]
+    spans = tuple(
+        replace(
+            span,
+            start=span.start + shift[bisect_right(ends, span.start)],
+            end=span.end + shift[bisect_left(starts, span.end)],
+        )
+        for span in text.spans
+    )
+    return Text("".join(pieces), spans)
 
 
 def link_text(label: str, url: str) -> str:
