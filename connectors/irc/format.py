@@ -51,9 +51,17 @@ NICK = re.compile(r"[A-Za-z\[\]\\`_^{|}][A-Za-z0-9\[\]\\`_^{|}-]*")
 _ADDRESSED = re.compile(rf"({NICK.pattern})[:,](?=\s|$)")
 
 # In text from elsewhere, C0 controls would act as IRC formatting or CTCP
-# delimiters (\x01), and CR/LF/NUL would break the line: none may pass.
+# delimiters (\x01), and CR/LF/NUL would break the line: none may pass. A lone
+# surrogate cannot be encoded as UTF-8 at all: it is shown as U+FFFD.
 _CONTROLS = str.maketrans(
-    {**{chr(c): None for c in range(32)}, "\t": " ", "\r": " ", "\n": " ", "\x7f": None}
+    {
+        **{chr(c): None for c in range(32)},
+        **{chr(c): "\ufffd" for c in range(0xD800, 0xE000)},
+        "\t": " ",
+        "\r": " ",
+        "\n": " ",
+        "\x7f": None,
+    }
 )
 _SPECIAL = frozenset((*TOGGLES, COLOR, HEX_COLOR, RESET, REVERSE))
 
@@ -150,12 +158,15 @@ def render(text: Text) -> str:
     for a, b in pairwise(sorted({0, len(plain), *changes})):
         for kind, step in changes.get(a, ()):
             depth[kind] += step
+        chunk = text_safe(plain[a:b])
+        if not chunk:
+            continue  # styles around nothing visible would be noise
         # Code inside a pre block would only add noise: pre is sent as plain lines.
         in_pre = depth["pre"] > 0
         wanted = {kind for kind in CODES if depth[kind] > 0 and not (in_pre and kind == "code")}
         parts.append(_toggles(active, wanted))
         active = wanted
-        parts.append(text_safe(plain[a:b]))
+        parts.append(chunk)
     parts.append(_toggles(active, set()))
     return "".join(parts)
 

@@ -13,8 +13,9 @@ import unicodedata
 from connectors.irc.format import CODE_ORDER, CODES, RESET, TOGGLES, text_safe
 
 # CR and LF would end the command and start another one; NUL ends strings in
-# many servers. The wire must never see them inside a line.
-_WIRE = str.maketrans({"\r": " ", "\n": " ", "\0": None})
+# many servers. The wire must never see them inside a line, nor a lone
+# surrogate, which UTF-8 cannot encode.
+_WIRE = str.maketrans({"\r": " ", "\n": " ", "\0": None, **{chr(c): "\ufffd" for c in range(0xD800, 0xE000)}})
 # A cut next to one of these (joiner, variation selectors) would tear one visible glyph apart.
 _JOINERS = frozenset("\u200d\ufe0e\ufe0f")
 # Pieces never shrink below this many bytes to make room for a long sender name.
