@@ -13,6 +13,7 @@ import contextlib
 import re
 import uuid
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from bridge.connector import (
@@ -25,7 +26,8 @@ from bridge.connector import (
     SinkUnavailable,
 )
 from bridge.model import Message, Outbound, RemoteUser
-from connectors.irc.format import NICK, parse
+from connectors.irc.format import NICK, mentions_as_nicks, parse
+from connectors.irc.identity import NICK_PREFIX
 from connectors.irc.outbound import Templates, notice_payloads, payloads
 from connectors.irc.session import MAX_LINE, ChannelLine, IrcSession, irc_lower
 from connectors.irc.settings import OPTIONS, IrcSettings
@@ -176,6 +178,13 @@ class IrcConnector(Connector):
             raise DeliveryError(str(exc), permanent=True) from None
         room_id = irc_lower(name)
         await session.join(self._channels.setdefault(room_id, name), self.settings.join_timeout)
+        # Someone who left is still best named by the nick they had.
+        out = replace(
+            out,
+            text=mentions_as_nicks(
+                out.text, self.name, lambda user: session.nick_for(user) or user.removeprefix(NICK_PREFIX)
+            ),
+        )
         lines = payloads(out, self.templates, session.budget("PRIVMSG", room_id))
         await session.send_lines([f"PRIVMSG {room_id} :{line}" for line in lines])
         return native_id

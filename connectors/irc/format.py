@@ -185,31 +185,51 @@ def text_safe(text: str) -> str:
 
 
 def _expand_links(text: Text) -> Text:
-    """Show each link's target: a bare URL stays as it is, a label becomes `label <url>`.
+    """Show each link's target: a bare URL stays as it is, a label becomes `label <url>`."""
+    edits = []
+    for link in text.spans:
+        if link.kind == "link" and link.url and 0 <= link.start <= link.end <= len(text.plain):
+            label = text.plain[link.start : link.end]
+            edits.append((link.start, link.end, link_text(label, link.url)))
+    return replace_ranges(text, edits)
 
-    All labels are replaced in one pass; a link overlapping an earlier one keeps
-    its label. Other spans move with the text: one ending inside or at the end
-    of a replaced label grows to cover what replaced it.
+
+def mentions_as_nicks(text: Text, network: str, nick_for: Callable[[str], str | None]) -> Text:
+    """Mentions of people on `network` show the nick they use now, so their client highlights it.
+
+    The core names them by native id (a services account), which need not be
+    the nick they are using, and someone else may even hold that nick.
+    """
+    edits = []
+    for span in text.mentions():
+        nick = nick_for(span.user) if span.network == network else None
+        if nick is not None and 0 <= span.start <= span.end <= len(text.plain):
+            edits.append((span.start, span.end, nick))
+    return replace_ranges(text, edits)
+
+
+def replace_ranges(text: Text, edits: list[tuple[int, int, str]]) -> Text:
+    """Replace `(start, end, new)` ranges of the text in one pass, keeping every span consistent.
+
+    A range overlapping an earlier one is left alone. A span ending inside or at
+    the end of a replaced range grows to cover what replaced it; offsets move by
+    bisection, so many replacements cost n log n, not n per replacement.
     """
     plain = text.plain
-    edits: list[tuple[int, int, str]] = []
-    for link in sorted((s for s in text.spans if s.kind == "link" and s.url), key=lambda s: s.start):
-        if link.start < (edits[-1][1] if edits else 0) or not 0 <= link.start <= link.end <= len(plain):
-            continue
-        label = plain[link.start : link.end]
-        shown = link_text(label, link.url)
-        if shown != label:
-            edits.append((link.start, link.end, shown))
-    if not edits:
+    chosen: list[tuple[int, int, str]] = []
+    for start, end, new in sorted(edits, key=lambda e: e[0]):
+        if start >= (chosen[-1][1] if chosen else 0) and plain[start:end] != new:
+            chosen.append((start, end, new))
+    if not chosen:
         return text
     pieces, done = [], 0
-    for start, end, shown in edits:
-        pieces += [plain[done:start], shown]
+    for start, end, new in chosen:
+        pieces += [plain[done:start], new]
         done = end
     pieces.append(plain[done:])
-    starts, ends = [e[0] for e in edits], [e[1] for e in edits]
+    starts, ends = [e[0] for e in chosen], [e[1] for e in chosen]
     # shift[i]: how far the first i replacements moved the text after them.
-    shift = [0, *accumulate(len(shown) - (end - start) for start, end, shown in edits)]
+    shift = [0, *accumulate(len(new) - (end - start) for start, end, new in chosen)]
     spans = tuple(
         replace(
             span,

@@ -28,9 +28,10 @@ from bridge.model import Portal
 from bridge.policy import PolicySet
 from bridge.router import NetworkInfo, PortalIndex, Router
 from bridge.sandbox.ircd import Ngircd
+from bridge.text import Span, Text
 from connectors.irc import IrcConnector
 from connectors.matrix import MatrixConnector
-from tests.integration.test_irc_connector import make_connector, unique
+from tests.integration.test_irc_connector import make_connector, message, unique
 from tests.integration.test_irc_scripted import poll
 from tests.integration.test_router_delivery import Recorder
 from tests.servers.inspircd import ServicesNetwork
@@ -282,6 +283,13 @@ async def test_a_nick_change_keeps_the_account(
         await core.said(erin, "still me")
         await core.said(frank, f"{erin_account}_away: noted")
         first, second = await core.settle(2, "both lines")
+        # From elsewhere, a mention of Erin's account highlights the nick she uses now.
+        mention = Text(
+            f"{erin_account}: thanks", (Span("mention", 0, len(erin_account), "", "irc", erin_account),)
+        )
+        await core.irc.send(message(mention, core.irc_channel.lower()))
+        line = await frank.wait_for(lambda line: "thanks" in line.text, 10, "the relayed mention")
+        assert line.text == f"<Alice Smith> {erin_account}_away: thanks"
     assert (first["sender"].casefold(), first["employee_id"], first["sender_display"]) == (
         erin_account,
         "E1005",

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from bridge.model import Outbound, Sender
 from bridge.text import Span, Text
-from connectors.irc.format import CODES, parse, render
+from connectors.irc.format import CODES, mentions_as_nicks, parse, render
 from connectors.irc.line import Line, message_kind, parse_line
 from connectors.irc.outbound import Templates, payloads
 from connectors.irc.split import split_line, utf8_len, wire_safe
@@ -172,6 +172,18 @@ def test_parse_is_linear(make: Callable[[int], str]) -> None:
 )
 def test_render_is_linear(make: Callable[[int], Text]) -> None:
     assert_linear(render, make, n=800)
+
+
+def test_retargeting_many_mentions_is_linear() -> None:
+    def make(n: int) -> Text:
+        return Text(
+            "ab " * n, tuple(Span("mention", 3 * i, 3 * i + 2, network="irc", user="ab") for i in range(n))
+        )
+
+    renamed = mentions_as_nicks(make(3), "irc", lambda user: user + "_away")
+    assert renamed.plain == "ab_away ab_away ab_away "
+    assert [(s.start, s.end) for s in renamed.spans] == [(0, 7), (8, 15), (16, 23)]
+    assert_linear(lambda text: mentions_as_nicks(text, "irc", lambda user: user + "_away"), make, n=800)
 
 
 # -- the raw line parser -----------------------------------------------------------
