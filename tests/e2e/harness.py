@@ -35,22 +35,26 @@ from nio import (
 from tests.servers.synapse import SynapseSession
 
 
+def ngircd_network(port: int, relay: str, **extra: Any) -> dict[str, Any]:
+    """An IRC network on ngircd, which has no services accounts: senders are mapped by nick."""
+    return {
+        "type": "irc",
+        "host": "127.0.0.1",
+        "port": port,
+        "nick": relay,
+        "identify": "nick",
+        "flood_rate": 50.0,
+        **extra,
+    }
+
+
 def irc_matrix_config(
     synapse: SynapseSession, irc_port: int, alias: str, channel: str, relay: str, archive_url: str
 ) -> dict[str, Any]:
     """A bridge config linking one Matrix room to one IRC channel, as an admin writes it."""
     return {
         "matrix": synapse.matrix_options(),
-        "networks": {
-            "irc": {
-                "type": "irc",
-                "host": "127.0.0.1",
-                "port": irc_port,
-                "nick": relay,
-                "flood_burst": 50,
-                "flood_rate": 50.0,
-            }
-        },
+        "networks": {"irc": ngircd_network(irc_port, relay, flood_burst=50)},
         "directory": {"type": "yaml", "path": "directory.yaml", "unmapped": "deny"},
         "archive": {"url": archive_url},
         "rooms": [{"id": "trading", "matrix": f"#{alias}:{synapse.server_name}", "irc": channel}],

@@ -19,7 +19,7 @@ import pytest
 from nio import UploadResponse
 
 from bridge.sandbox.ircd import Ngircd
-from tests.e2e.harness import BridgeProcess, MatrixUser, switchboard, unique
+from tests.e2e.harness import BridgeProcess, MatrixUser, ngircd_network, switchboard, unique
 from tests.servers.ircclient import IrcClient
 from tests.servers.slapd import Person, Slapd
 from tests.servers.synapse import SynapseSession
@@ -99,9 +99,7 @@ async def world(synapse: SynapseSession, tmp_path_factory: pytest.TempPathFactor
         await client.join(channel)
     config = {
         "matrix": synapse.matrix_options(),
-        "networks": {
-            "irc": {"type": "irc", "host": "127.0.0.1", "port": ircd.port, "nick": relay, "flood_rate": 50.0}
-        },
+        "networks": {"irc": ngircd_network(ircd.port, relay)},
         "directory": slapd.options(refresh_seconds=1, negative_cache_seconds=1, unmapped="deny"),
         "archive": {"url": "sqlite:///archive.db"},
         "policy": {

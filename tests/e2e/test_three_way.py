@@ -45,7 +45,7 @@ from bridge.sandbox.ircd import Ngircd
 from bridge.sandbox.ports import free_port
 from connectors.matrix.config import DEFAULT_GHOST_PREFIX
 from connectors.matrix.ghosts import Ghosts
-from tests.e2e.harness import BridgeProcess, MatrixUser, put_transaction, switchboard, unique
+from tests.e2e.harness import BridgeProcess, MatrixUser, ngircd_network, put_transaction, switchboard, unique
 from tests.fakes.slack import Posted, SlackEmulator, User, post_signed_event, url_verification_body
 from tests.servers.ircclient import IrcClient, Line
 from tests.servers.synapse import SynapseSession
@@ -301,14 +301,7 @@ async def world(
                 "icon_url_template": ICONS,
                 "ping_interval": 1.0,
             },
-            "irc": {
-                "type": "irc",
-                "host": "127.0.0.1",
-                "port": ircd.port,
-                "nick": relay,
-                "flood_burst": 50,
-                "flood_rate": 50.0,
-            },
+            "irc": ngircd_network(ircd.port, relay, flood_burst=50),
         },
         "directory": {"type": "yaml", "path": "directory.yaml", "unmapped": "deny"},
         "archive": {"url": "sqlite:///archive.db", "signing_key": "archive-signing.key"},
@@ -1026,13 +1019,7 @@ async def test_events_api_refuses_bad_signatures_and_stale_requests(
                 "signing_secret": SIGNING_SECRET,
                 "listen": f"127.0.0.1:{port}",
             },
-            "irc": {
-                "type": "irc",
-                "host": "127.0.0.1",
-                "port": world.ircd.port,
-                "nick": relay,
-                "flood_rate": 50.0,
-            },
+            "irc": ngircd_network(world.ircd.port, relay),
         },
         "directory": {"type": "yaml", "path": "directory.yaml", "unmapped": "deny"},
         "archive": {"url": "sqlite:///archive.db"},
