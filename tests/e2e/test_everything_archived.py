@@ -26,7 +26,7 @@ from bridge.archive.verify import verify_archive
 from bridge.sandbox.ircd import Ngircd
 from connectors.matrix.config import DEFAULT_GHOST_PREFIX
 from connectors.matrix.ghosts import Ghosts
-from tests.e2e.harness import BridgeProcess, MatrixUser, unique
+from tests.e2e.harness import BridgeProcess, MatrixUser, ngircd_network, unique
 from tests.fakes.slack import Posted, SlackEmulator, User
 from tests.servers.ircclient import IrcClient
 from tests.servers.synapse import SynapseSession
@@ -148,14 +148,7 @@ async def world(synapse: SynapseSession, archive_url: str, tmp_path: Path) -> As
                     "api_url": emu.base_url,
                     "ping_interval": 1.0,
                 },
-                "irc": {
-                    "type": "irc",
-                    "host": "127.0.0.1",
-                    "port": ircd.port,
-                    "nick": relay,
-                    "flood_burst": 50,
-                    "flood_rate": 50.0,
-                },
+                "irc": ngircd_network(ircd.port, relay, flood_burst=50),
             },
             "directory": {"type": "yaml", "path": "directory.yaml", "unmapped": "deny"},
             "archive": {"url": archive_url},
