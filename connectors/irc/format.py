@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from bridge.text import Span, SpanKind, Text, TextBuilder
+from bridge.text import Span, SpanKind, Text, TextBuilder, well_formed
 
 BOLD = "\x02"
 COLOR = "\x03"
@@ -150,7 +150,7 @@ def _toggles(active: set[SpanKind], wanted: set[SpanKind]) -> str:
 
 def text_safe(text: str) -> str:
     """Visible text only: no control character can act on the IRC side."""
-    return text.translate(_CONTROLS)
+    return well_formed(text.translate(_CONTROLS))
 
 
 def _expand_links(text: Text) -> Text:
