@@ -1,19 +1,20 @@
 """Matrix room events → `bridge.model` events.
 
 Pure functions over the event JSON the homeserver pushes. A malformed event
-raises (KeyError, TypeError, ValueError); the caller skips it.
+raises (KeyError, TypeError, ValueError); the caller skips it. HTML that cannot
+be read never costs the event: it is converted from its plain body, flagged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from bridge.model import Attachment, Delete, Edit, Event, Message, MessageKind, RemoteUser
 from bridge.text import Text
-from connectors.matrix.format import parse_content
+from connectors.matrix.format import FormatError, parse_content
 from connectors.matrix.ghosts import Ghosts
 
 MESSAGE_KINDS: dict[str, MessageKind] = {"m.text": "text", "m.emote": "emote", "m.notice": "notice"}
@@ -37,12 +38,20 @@ class Inbound:
     network: str
     ghosts: Ghosts
     bot: str
+    html: bool = True  # read formatted_body; False once it was refused
 
     def is_ours(self, mxid: str) -> bool:
         return mxid == self.bot or self.ghosts.owns(mxid)
 
     def convert(self, event: Mapping[str, Any], attachments: tuple[Attachment, ...] = ()) -> Event | None:
         """The bridge event for a room event, or None when it is nothing to relay."""
+        try:
+            return self._convert(event, attachments)
+        except FormatError:
+            plain = replace(self, html=False)._convert(event, attachments)
+            return None if plain is None else replace(plain, flags=(*plain.flags, "format_fallback"))
+
+    def _convert(self, event: Mapping[str, Any], attachments: tuple[Attachment, ...]) -> Event | None:
         sender = _str(event, "sender")
         if self.is_ours(sender):
             return None  # our own posts, pushed back to us
@@ -50,7 +59,8 @@ class Inbound:
         if kind == "m.room.message":
             return self._message(event, sender, attachments)
         if kind == "m.room.redaction":
-            content = event.get("content") or {}
+            content = event.get("content")
+            content = content if isinstance(content, Mapping) else {}
             # Room v11 moved `redacts` into the content.
             target = content.get("redacts") or event.get("redacts")
             if not isinstance(target, str):
@@ -83,13 +93,15 @@ class Inbound:
                 native_id=_str(event, "event_id"),
                 sender=self._user(sender),
                 target_native_id=_str(relates, "event_id"),
-                text=parse_content(new, network=self.network, ghosts=self.ghosts, reply=False),
+                text=parse_content(
+                    new, network=self.network, ghosts=self.ghosts, reply=False, html=self.html
+                ),
                 occurred_at=_occurred_at(event),
             )
         msgtype = content.get("msgtype")
         if msgtype in MEDIA_MSGTYPES:
             kind: MessageKind = "text"
-            text = _caption(content, network=self.network, ghosts=self.ghosts)
+            text = _caption(content, network=self.network, ghosts=self.ghosts, html=self.html)
         elif msgtype in MESSAGE_KINDS:
             kind = MESSAGE_KINDS[msgtype]
             text = None
@@ -104,7 +116,7 @@ class Inbound:
                 reply_to = in_reply_to["event_id"]
         if text is None:
             text = parse_content(
-                content, network=self.network, ghosts=self.ghosts, reply=reply_to is not None
+                content, network=self.network, ghosts=self.ghosts, reply=reply_to is not None, html=self.html
             )
         return Message(
             network=self.network,
@@ -150,11 +162,11 @@ def media_ref(event: Mapping[str, Any]) -> MediaRef | None:
     )
 
 
-def _caption(content: Mapping[str, Any], *, network: str, ghosts: Ghosts) -> Text:
+def _caption(content: Mapping[str, Any], *, network: str, ghosts: Ghosts, html: bool) -> Text:
     # Since Matrix 1.10 `body` is a caption when `filename` is set and differs; else it is the name.
     filename = content.get("filename")
     if isinstance(filename, str) and filename and content.get("body") != filename:
-        return parse_content(content, network=network, ghosts=ghosts, reply=False)
+        return parse_content(content, network=network, ghosts=ghosts, reply=False, html=html)
     return Text()
 
 
