@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from itertools import pairwise
 from typing import Literal
@@ -114,21 +114,42 @@ class Text:
         builder.spans.extend(spans)
         return builder.build()
 
-    def replace_span_text(self, span: Span, new: str) -> Text:
-        """Replace the text covered by one span, keeping every span consistent."""
-        delta = len(new) - (span.end - span.start)
-        plain = self.plain[: span.start] + new + self.plain[span.end :]
-        spans = []
-        for other in self.spans:
-            if other == span:
-                spans.append(replace(other, end=other.start + len(new)))
-            elif other.start >= span.end:
-                spans.append(other.shifted(delta))
-            elif other.end <= span.start:
-                spans.append(other)
-            else:  # encloses the replaced span
-                spans.append(replace(other, end=other.end + delta))
-        return Text(plain, tuple(spans))
+    def replace_spans(self, changes: Mapping[int, tuple[str, Span]]) -> Text:
+        """Replace the text of spans at once: `changes` maps an index into `spans` to the new text
+        there and the span that covers it (its offsets are set here). Every other span moves with
+        the text around it; one enclosing a replaced span grows or shrinks with it. Of replaced
+        spans that overlap, the first keeps its change. One pass, however many spans change."""
+        done: list[tuple[int, int, int, int]] = []  # old start, old end, new start, new end
+        accepted: set[int] = set()
+        pieces: list[str] = []
+        at = delta = 0
+        for i in sorted(changes, key=lambda i: self.spans[i].start):
+            span, (new, _) = self.spans[i], changes[i]
+            if span.start < at or span.start > span.end:
+                continue
+            pieces += [self.plain[at : span.start], new]
+            start = span.start + delta
+            done.append((span.start, span.end, start, start + len(new)))
+            accepted.add(i)
+            delta += len(new) - (span.end - span.start)
+            at = span.end
+        pieces.append(self.plain[at:])
+        ends = [old_end for _, old_end, _, _ in done]
+
+        def moved(p: int) -> int:
+            k = bisect_right(ends, p)  # replaced spans ending at or before p
+            if k < len(done) and done[k][0] < p:  # inside the next one
+                old_start, _, new_start, new_end = done[k]
+                return min(new_start + p - old_start, new_end)
+            return p + (done[k - 1][3] - done[k - 1][1] if k else 0)
+
+        spans = tuple(
+            replace(changes[i][1], start=moved(s.start), end=moved(s.end))
+            if i in accepted
+            else replace(s, start=moved(s.start), end=moved(s.end))
+            for i, s in enumerate(self.spans)
+        )
+        return Text("".join(pieces), spans)
 
     def segments(self) -> Iterator[tuple[str, tuple[Span, ...]]]:
         """Runs of text with the spans active over each, in SPAN_ORDER.

@@ -155,14 +155,14 @@ def text_safe(text: str) -> str:
 
 def _expand_links(text: Text) -> Text:
     """Show each link's target: a bare URL stays as it is, a label becomes `label <url>`."""
-    links = [s for s in text.spans if s.kind == "link" and s.url]
-    # Right to left, so earlier spans keep their offsets while later text grows.
-    for link in sorted(links, key=lambda s: s.start, reverse=True):
-        label = text.plain[link.start : link.end]
-        shown = link_text(label, link.url)
-        if shown != label:
-            text = text.replace_span_text(link, shown)
-    return text
+    changes: dict[int, tuple[str, Span]] = {}
+    for i, link in enumerate(text.spans):
+        if link.kind == "link" and link.url:
+            label = text.plain[link.start : link.end]
+            shown = link_text(label, link.url)
+            if shown != label:
+                changes[i] = (shown, link)
+    return text.replace_spans(changes)
 
 
 def link_text(label: str, url: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -24,6 +25,11 @@ from tests.opcount import Scanned, growth
 GHOSTS = Ghosts("_sb_", "corp.test")
 INBOUND = Inbound("matrix", GHOSTS, "@switchboard:corp.test")
 HTML = "org.matrix.custom.html"
+RENDERERS: dict[str, Callable[[Text], Any]] = {
+    "matrix": lambda t: render(t, network="matrix", ghosts=GHOSTS),
+    "slack": lambda t: slack_render(t, "slack"),
+    "irc": irc_render,
+}
 
 
 def event(content: Any, **extra: Any) -> dict[str, Any]:
@@ -218,17 +224,21 @@ def test_broadcast_words_beside_code_cost_linear_work() -> None:
 
 
 @pytest.mark.parametrize("to", ["matrix", "slack", "irc"])
+@pytest.mark.parametrize("unit", ["<https://e.com/|x> ", "<@U0ALICE> "])
+def test_many_links_and_mentions_render_in_linear_work(to: str, unit: str) -> None:
+    def run(n: int) -> Any:
+        text = slack_parse(unit * n, "slack")
+        return lambda: RENDERERS[to](text)
+
+    assert growth(run, 1000) < 2.5
+
+
+@pytest.mark.parametrize("to", ["matrix", "slack", "irc"])
 def test_many_spans_render_in_linear_work(to: str) -> None:
     # 40,000 characters of `*a* ` took 3.5 s per destination with the quadratic segments().
-    renderers = {
-        "matrix": lambda t: render(t, network="matrix", ghosts=GHOSTS),
-        "slack": lambda t: slack_render(t, "slack"),
-        "irc": irc_render,
-    }
-
     def run(n: int) -> Any:
         text = slack_parse("*a* " * n, "slack")
-        return lambda: renderers[to](text)
+        return lambda: RENDERERS[to](text)
 
     assert growth(run, 1000) < 2.5
     text = slack_parse("*a* " * 10_000, "slack")
