@@ -1,8 +1,9 @@
 """A linear-time HTML tokenizer: start tags, end tags and text, nothing else.
 
-CPython's `html.parser` before 3.12.11/3.13.4 rescans the rest of the input from
-every unclosed `<` (quadratic, CVE-2025-6069) and raises AssertionError on `<![`;
-this one reads each character a bounded number of times and never raises. It
+CPython's `html.parser` as this bridge's Python (3.11.7) has it rescans the rest of
+the input from every unclosed `<` (quadratic, CVE-2025-6069, fixed only in later
+patch releases) and raises AssertionError on `<![`; this one reads each character a
+bounded number of times and never raises. It
 follows the HTML5 tokenizer where they differ: comments, doctypes, `<!…>`, `<?…>`
 and `<![CDATA[…]]>` are dropped; a tag still open at the end of the input is
 dropped; a `<` that starts no tag is text; script and style hold raw text. Names
