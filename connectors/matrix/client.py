@@ -20,6 +20,7 @@ import aiohttp
 from nio import AsyncClient, AsyncClientConfig
 
 from bridge.connector import DeliveryError
+from bridge.text import well_formed
 from connectors.matrix.config import MatrixConfig
 
 CLIENT = "/_matrix/client/v3"
@@ -125,7 +126,8 @@ class MatrixClient:
             path = f"{path}?{urlencode(params)}"
         payload: bytes | str | None = data
         if payload is None and (body is not None or method != "GET"):
-            payload = json.dumps(body if body is not None else {})
+            # Synapse refuses a lone surrogate (500), so it cannot carry one: U+FFFD goes instead.
+            payload = well_formed(json.dumps(body if body is not None else {}, ensure_ascii=False))
         return _json(await self._request(method, path, payload, content_type))
 
     async def download(self, mxc: str, limit: int) -> Download:

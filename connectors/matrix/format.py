@@ -18,7 +18,7 @@ from html import escape
 from typing import Any
 from urllib.parse import quote, unquote
 
-from bridge.text import SPAN_ORDER, Span, SpanKind, Text, TextBuilder
+from bridge.text import SPAN_ORDER, Span, SpanKind, Text, TextBuilder, well_formed
 from connectors.matrix.ghosts import Ghosts
 from connectors.matrix.tokens import EndTag, tokens
 
@@ -420,10 +420,11 @@ def _start_number(attrs: dict[str, str | None]) -> int:
 
 
 def render(text: Text, *, network: str, ghosts: Ghosts) -> tuple[str, str | None]:
-    """(body, formatted_body) for `text`; formatted_body is None when plain text says it all."""
+    """(body, formatted_body) for `text`; formatted_body is None when plain text says it all.
+    Both are well-formed Unicode: a homeserver cannot carry a lone surrogate."""
     if not text.spans:
-        return text.plain, None
-    return text.plain, _Renderer(network, ghosts).render(text)
+        return well_formed(text.plain), None
+    return well_formed(text.plain), well_formed(_Renderer(network, ghosts).render(text))
 
 
 @dataclass

@@ -14,11 +14,20 @@ from typing import Any
 from nio import AsyncClient, UploadResponse
 
 from bridge.model import Message
-from bridge.text import Text
+from bridge.text import Span, Text
 from connectors.matrix.format import MAX_HTML_CHARS
 from connectors.slack.format import render as slack_render
 from tests.integration import test_matrix_connector as base
-from tests.integration.test_matrix_connector import HTML, Bridge, create_room, fake_event, say, wait_for
+from tests.integration.test_matrix_connector import (
+    HTML,
+    Bridge,
+    create_room,
+    fake_event,
+    get_event,
+    outbound,
+    say,
+    wait_for,
+)
 from tests.servers.synapse import synapse  # noqa: F401 - the session's Synapse
 
 alice, bridge = base.alice, base.bridge  # the fixtures
@@ -144,3 +153,15 @@ async def test_a_download_stops_at_the_limit(bridge: Bridge, alice: AsyncClient)
     assert peak < len(data) // 4  # the file was never held whole
     small = await bridge.c.client.download(uploaded.content_uri, len(data))
     assert small.data == data
+
+
+async def test_a_lone_surrogate_is_sent_to_matrix_as_a_replacement_character(
+    bridge: Bridge, alice: AsyncClient
+) -> None:
+    room_id, alias = await create_room(alice)
+    await bridge.c.join(alias)
+    text = Text("from \ud800 Slack", (Span("bold", 0, 4),))
+    sent = await bridge.c.send(outbound(room_id, f"k-{uuid.uuid4().hex}", text))
+    content = (await get_event(alice, room_id, sent))["content"]
+    assert content["body"] == "from \ufffd Slack"
+    assert content["formatted_body"] == "<strong>from</strong> \ufffd Slack"
