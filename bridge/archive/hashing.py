@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from bridge.codec import canonical
+from bridge.text import well_formed
 
 # The same bytes as bridge.codec.canonical (a unit test holds them equal), from one reused
 # encoder: json.dumps builds a new encoder per call, a third of the cost of verifying a record.
@@ -24,9 +25,10 @@ def content_sha256(body: str) -> str:
 
 
 def searchable_text(content: dict[str, Any]) -> str:
-    """What `contents.plain` holds for a content body: the text a search matches."""
+    """What `contents.plain` holds for a content body: the text a search matches (a column the
+    database must encode, so lone surrogates are U+FFFD there; the body keeps them)."""
     text = content.get("text")
-    return text.get("plain", "") if isinstance(text, dict) else ""
+    return well_formed(text.get("plain", "")) if isinstance(text, dict) else ""
 
 
 def seqs_sha256(seqs: list[int]) -> str:

@@ -42,6 +42,7 @@ from bridge.archive.schema import contents, files, idmap, outbox, records, state
 from bridge.archive.signing import Checkpoint, Signer
 from bridge.codec import canonical, parse_timestamp, timestamp
 from bridge.model import Identity
+from bridge.text import well_formed
 
 if TYPE_CHECKING:
     from bridge.config import ArchiveConfig
@@ -169,7 +170,12 @@ def rows_for(
     content = None
     if draft.content is not None:
         body = canonical(draft.content).decode("utf-8")
-        content = {"seq": seq, "sha256": content_sha256(body), "body": body, "plain": draft.plain}
+        content = {
+            "seq": seq,
+            "sha256": content_sha256(body),
+            "body": body,
+            "plain": well_formed(draft.plain),
+        }
     ident = draft.identity
     row: dict[str, Any] = {
         "seq": seq,
@@ -375,7 +381,7 @@ class ArchiveStore:
             )
         rows = []
         for d in deliveries:
-            payload = json.dumps(d.payload, separators=(",", ":"), ensure_ascii=False)
+            payload = canonical(d.payload).decode("utf-8")
             row_id = self._hot.insert_outbox.scalar(
                 conn,
                 {

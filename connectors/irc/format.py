@@ -10,14 +10,12 @@ no message, however many spans or links it has, costs more than n log n.
 from __future__ import annotations
 
 import re
-from bisect import bisect_left, bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import replace
-from itertools import accumulate, pairwise
+from itertools import pairwise
 from urllib.parse import urlsplit
 
-from bridge.text import Span, SpanKind, Text, TextBuilder
+from bridge.text import Span, SpanKind, Text, TextBuilder, well_formed
 
 BOLD = "\x02"
 COLOR = "\x03"
@@ -181,17 +179,19 @@ def _toggles(active: set[SpanKind], wanted: set[SpanKind]) -> str:
 
 def text_safe(text: str) -> str:
     """Visible text only: no control character can act on the IRC side."""
-    return text.translate(_CONTROLS)
+    return well_formed(text.translate(_CONTROLS))
 
 
 def _expand_links(text: Text) -> Text:
     """Show each link's target: a bare URL stays as it is, a label becomes `label <url>`."""
-    edits = []
-    for link in text.spans:
-        if link.kind == "link" and link.url and 0 <= link.start <= link.end <= len(text.plain):
+    changes: dict[int, tuple[str, Span]] = {}
+    for i, link in enumerate(text.spans):
+        if link.kind == "link" and link.url:
             label = text.plain[link.start : link.end]
-            edits.append((link.start, link.end, link_text(label, link.url)))
-    return replace_ranges(text, edits)
+            shown = link_text(label, link.url)
+            if shown != label:
+                changes[i] = (shown, link)
+    return text.replace_spans(changes)
 
 
 def mentions_as_nicks(text: Text, network: str, nick_for: Callable[[str], str | None]) -> Text:
@@ -200,45 +200,12 @@ def mentions_as_nicks(text: Text, network: str, nick_for: Callable[[str], str | 
     The core names them by native id (a services account), which need not be
     the nick they are using, and someone else may even hold that nick.
     """
-    edits = []
-    for span in text.mentions():
-        nick = nick_for(span.user) if span.network == network else None
-        if nick is not None and 0 <= span.start <= span.end <= len(text.plain):
-            edits.append((span.start, span.end, nick))
-    return replace_ranges(text, edits)
-
-
-def replace_ranges(text: Text, edits: list[tuple[int, int, str]]) -> Text:
-    """Replace `(start, end, new)` ranges of the text in one pass, keeping every span consistent.
-
-    A range overlapping an earlier one is left alone. A span ending inside or at
-    the end of a replaced range grows to cover what replaced it; offsets move by
-    bisection, so many replacements cost n log n, not n per replacement.
-    """
-    plain = text.plain
-    chosen: list[tuple[int, int, str]] = []
-    for start, end, new in sorted(edits, key=lambda e: e[0]):
-        if start >= (chosen[-1][1] if chosen else 0) and plain[start:end] != new:
-            chosen.append((start, end, new))
-    if not chosen:
-        return text
-    pieces, done = [], 0
-    for start, end, new in chosen:
-        pieces += [plain[done:start], new]
-        done = end
-    pieces.append(plain[done:])
-    starts, ends = [e[0] for e in chosen], [e[1] for e in chosen]
-    # shift[i]: how far the first i replacements moved the text after them.
-    shift = [0, *accumulate(len(new) - (end - start) for start, end, new in chosen)]
-    spans = tuple(
-        replace(
-            span,
-            start=span.start + shift[bisect_right(ends, span.start)],
-            end=span.end + shift[bisect_left(starts, span.end)],
-        )
-        for span in text.spans
-    )
-    return Text("".join(pieces), spans)
+    changes: dict[int, tuple[str, Span]] = {}
+    for i, span in enumerate(text.spans):
+        nick = nick_for(span.user) if span.kind == "mention" and span.network == network else None
+        if nick is not None and nick != text.plain[span.start : span.end]:
+            changes[i] = (nick, span)
+    return text.replace_spans(changes)
 
 
 def link_text(label: str, url: str) -> str:

@@ -278,7 +278,11 @@ class MatrixConnector(Connector):
             raw = {**raw, "content": without_room_mention(content)}
         ref = media_ref(raw)
         attachments = (await self._fetch(ref),) if ref is not None else ()
-        event = self.inbound.convert(raw, attachments)
+        try:
+            event = self.inbound.convert(raw, attachments)
+        except Exception as exc:  # a pure conversion: retrying the transaction could not help
+            self.log.warning("skipping malformed event %.100s: %r", raw.get("event_id"), exc)
+            return None
         if isinstance(event, Delete):
             # Pushed redactions include ones the homeserver will not apply: say who may.
             event = replace(
@@ -313,16 +317,17 @@ class MatrixConnector(Connector):
             self.log.info("not fetching %s: %d bytes is over max_file_mb", ref.url, ref.size)
             return described
         try:
-            data = await self.client.download(ref.url)
+            fetched = await self.client.download(ref.url, self.config.max_file_bytes)
         except MatrixError as exc:
             if not exc.permanent:
                 raise
             # Gone or refused for good: archive that a file was sent, without its content.
             self.log.warning("could not fetch %s: %s", ref.url, exc)
             return described
-        if len(data) > self.config.max_file_bytes:  # the size in the event was the sender's word
-            self.log.info("not keeping %s: %d bytes is over max_file_mb", ref.url, len(data))
-            return replace(described, size=len(data))
+        data = fetched.data
+        if data is None:  # the size in the event was the sender's word
+            self.log.info("not keeping %s: %d bytes is over max_file_mb", ref.url, fetched.size)
+            return replace(described, size=fetched.size)
         return Attachment(
             ref.name, ref.mimetype, len(data), hashlib.sha256(data).hexdigest(), url=ref.url, data=data
         )

@@ -1,7 +1,8 @@
 """Matrix room events → `bridge.model` events.
 
 Pure functions over the event JSON the homeserver pushes. A malformed event
-raises (KeyError, TypeError, ValueError); the caller skips it.
+raises (KeyError, TypeError, ValueError); the caller skips it. HTML that cannot
+be read never costs the event: it is converted from its plain body, flagged.
 
 Anything a person can send is a record: besides text, media and edits, locations,
 stickers, reactions, polls and message types this bridge does not know become
@@ -11,13 +12,13 @@ events too, with the whole native content kept for the archive (`Message.native`
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from bridge.model import Attachment, Delete, Edit, Event, Message, MessageKind, Reaction, RemoteUser
 from bridge.text import Text, TextBuilder
-from connectors.matrix.format import parse_content
+from connectors.matrix.format import FormatError, parse_content
 from connectors.matrix.ghosts import Ghosts
 from connectors.matrix.polls import end_text, poll_part, response_text, start_text
 
@@ -42,12 +43,20 @@ class Inbound:
     network: str
     ghosts: Ghosts
     bot: str
+    html: bool = True  # read formatted_body; False once it was refused
 
     def is_ours(self, mxid: str) -> bool:
         return mxid == self.bot or self.ghosts.owns(mxid)
 
     def convert(self, event: Mapping[str, Any], attachments: tuple[Attachment, ...] = ()) -> Event | None:
         """The bridge event for a room event, or None when it is nothing to relay."""
+        try:
+            return self._convert(event, attachments)
+        except FormatError:
+            plain = replace(self, html=False)._convert(event, attachments)
+            return None if plain is None else replace(plain, flags=(*plain.flags, "format_fallback"))
+
+    def _convert(self, event: Mapping[str, Any], attachments: tuple[Attachment, ...]) -> Event | None:
         sender = _str(event, "sender")
         if self.is_ours(sender):
             return None  # our own posts, pushed back to us
@@ -62,7 +71,7 @@ class Inbound:
         if part is not None:
             return self._poll(event, sender, part)
         if kind == "m.room.redaction":
-            content = event.get("content") or {}
+            content = _mapping(event.get("content"))
             # Room v11 moved `redacts` into the content.
             target = content.get("redacts") or event.get("redacts")
             if not isinstance(target, str):
@@ -93,12 +102,13 @@ class Inbound:
         if relates.get("rel_type") == "m.replace":
             return self._edit(event, sender, content, relates)
         msgtype = content.get("msgtype")
+        msgtype = msgtype if isinstance(msgtype, str) else ""  # a list or object is just unknown
         kind: MessageKind = "text"
         text: Text | None = None
         native: Mapping[str, Any] | None = None
         flags: tuple[str, ...] = ()
         if msgtype in MEDIA_MSGTYPES:
-            text = _caption(content, network=self.network, ghosts=self.ghosts)
+            text = _caption(content, network=self.network, ghosts=self.ghosts, html=self.html)
         elif msgtype in MESSAGE_KINDS:
             kind = MESSAGE_KINDS[msgtype]
         elif msgtype == "m.location":
@@ -114,7 +124,7 @@ class Inbound:
                 reply_to = in_reply_to["event_id"]
         if text is None:
             text = parse_content(
-                content, network=self.network, ghosts=self.ghosts, reply=reply_to is not None
+                content, network=self.network, ghosts=self.ghosts, reply=reply_to is not None, html=self.html
             )
         return Message(
             network=self.network,
@@ -148,7 +158,7 @@ class Inbound:
             native_id=_str(event, "event_id"),
             sender=self._user(sender),
             target_native_id=_str(relates, "event_id"),
-            text=parse_content(new, network=self.network, ghosts=self.ghosts, reply=False),
+            text=parse_content(new, network=self.network, ghosts=self.ghosts, reply=False, html=self.html),
             occurred_at=_occurred_at(event),
             flags=flags,
         )
@@ -252,11 +262,11 @@ def media_ref(event: Mapping[str, Any]) -> MediaRef | None:
     )
 
 
-def _caption(content: Mapping[str, Any], *, network: str, ghosts: Ghosts) -> Text:
+def _caption(content: Mapping[str, Any], *, network: str, ghosts: Ghosts, html: bool) -> Text:
     # Since Matrix 1.10 `body` is a caption when `filename` is set and differs; else it is the name.
     filename = content.get("filename")
     if isinstance(filename, str) and filename and content.get("body") != filename:
-        return parse_content(content, network=network, ghosts=ghosts, reply=False)
+        return parse_content(content, network=network, ghosts=ghosts, reply=False, html=html)
     return Text()
 
 

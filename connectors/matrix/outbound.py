@@ -34,7 +34,7 @@ def text_content(
     # Always present, so clients ping exactly the mentioned users and never match
     # bridged words like "@room" against push rules.
     mentions: dict[str, Any] = {"user_ids": mentioned(text, network=network, ghosts=ghosts)}
-    if any(span.user in BROADCASTS for span in text.mentions()):
+    if any(span.broadcast and span.user in BROADCASTS for span in text.mentions()):
         # Matrix's only broadcast; the text still says which one (`@here`, `@channel`).
         mentions["room"] = True
     content["m.mentions"] = mentions

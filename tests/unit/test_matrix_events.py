@@ -220,7 +220,7 @@ def test_a_broadcast_from_another_network_mentions_the_room() -> None:
     here = Text(
         "@here look, Alice",
         (
-            Span("mention", 0, 5, network="slack", user="!here"),
+            Span("mention", 0, 5, network="slack", user="!here", broadcast=True),
             Span("mention", 12, 17, network="matrix", user=ALICE),
         ),
     )

@@ -55,6 +55,13 @@ def test_an_unknown_msgtype_is_its_body_flagged_and_kept_whole() -> None:
     assert message.native == {"type": "m.room.message", "content": content}
 
 
+@pytest.mark.parametrize("msgtype", [["m.text"], {"m": 1}, 7, None])
+def test_a_msgtype_that_is_not_a_string_is_an_unknown_one(msgtype: Any) -> None:
+    message = INBOUND.convert(event({"msgtype": msgtype, "body": "still said"}))
+    assert isinstance(message, Message) and message.text.plain == "still said"
+    assert message.flags == ("unknown_msgtype",)
+
+
 def test_a_message_with_nothing_to_show_is_archived_but_not_relayed() -> None:
     message = INBOUND.convert(event({"msgtype": "m.key.verification.request", "methods": []}))
     assert isinstance(message, Message)
