@@ -57,6 +57,9 @@ class MatrixConnector(Connector):
             default=DEFAULT_MAX_FILE_MB,
             help="largest file fetched from Matrix; larger ones are archived as name, type and size only",
         ),
+        "allow_insecure": Option(
+            bool, default=False, help="allow a plain http:// homeserver that is not on loopback"
+        ),
     }
 
     def __init__(self, ctx: ConnectorContext) -> None:
