@@ -24,11 +24,21 @@ def content_sha256(body: str) -> str:
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
+def column_text(value: str, limit: int | None = None) -> str:
+    """`value` as a text column can hold it: a lone surrogate (UTF-8 cannot encode one) and NUL
+    (PostgreSQL refuses it) become U+FFFD, and at most `limit` characters (a varchar's length)
+    are kept, marked `…`. Only columns get this; the canonical content keeps what was sent."""
+    value = well_formed(value).replace("\x00", "\ufffd")
+    if limit is not None and len(value) > limit:
+        value = value[: limit - 1] + "…"
+    return value
+
+
 def searchable_text(content: dict[str, Any]) -> str:
-    """What `contents.plain` holds for a content body: the text a search matches (a column the
-    database must encode, so lone surrogates are U+FFFD there; the body keeps them)."""
+    """What `contents.plain` holds for a content body: the text a search matches (a column,
+    see `column_text`; the body keeps the original)."""
     text = content.get("text")
-    return well_formed(text.get("plain", "")) if isinstance(text, dict) else ""
+    return column_text(text.get("plain", "")) if isinstance(text, dict) else ""
 
 
 def seqs_sha256(seqs: list[int]) -> str:
