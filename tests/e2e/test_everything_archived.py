@@ -28,6 +28,7 @@ from connectors.matrix.config import DEFAULT_GHOST_PREFIX
 from connectors.matrix.ghosts import Ghosts
 from tests.e2e.harness import BridgeProcess, MatrixUser, ngircd_network, unique
 from tests.fakes.slack import Posted, SlackEmulator, User
+from tests.keys import UNSIGNED
 from tests.servers.ircclient import IrcClient
 from tests.servers.synapse import SynapseSession
 
@@ -107,7 +108,7 @@ class World:
         """The log, reactions and native contents included, verifies."""
         engine = sa.create_engine(self.archive_url)
         try:
-            report = await asyncio.to_thread(verify_archive, engine, workers=1)
+            report = await asyncio.to_thread(verify_archive, engine, UNSIGNED, workers=1)
         finally:
             engine.dispose()
         assert report.failures == [] and report.records > 0

@@ -39,12 +39,10 @@ from tests.fakes.state import MemoryState
 from tests.integration import test_matrix_connector as base
 from tests.integration.test_matrix_connector import HTML, create_room, fake_event, say, wait_for
 from tests.integration.test_router_delivery import Recorder
+from tests.keys import UNSIGNED
 from tests.servers.synapse import SynapseSession, synapse  # noqa: F401 - the session's Synapse
 
 alice = base.alice  # the fixture
-
-# These archives have no signing key, so no checkpoint needs a key to check it against.
-UNSIGNED = "00" * 32
 
 
 @dataclass

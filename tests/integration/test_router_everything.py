@@ -13,11 +13,9 @@ from bridge.model import Edit, Reaction, RemoteUser
 from bridge.router import NetworkInfo
 from bridge.text import Text
 from tests.integration.test_router_delivery import _msg, _setup
+from tests.keys import UNSIGNED
 
 ROOM = "!room:corp.test"
-
-# These archives have no signing key, so no checkpoint needs a key to check it against.
-UNSIGNED = "00" * 32
 
 
 def _reaction(native_id: str, key: str, *, removed: bool = False) -> Reaction:
