@@ -33,6 +33,9 @@ class RoomWorker:
     queue: asyncio.Queue[OutboxRow] = field(default_factory=asyncio.Queue)
     task: asyncio.Task[None] | None = None
     backoff: Backoff = field(default_factory=lambda: Backoff(initial=0.2, maximum=60.0))
+    # Rows were left in the outbox because the queue was full: read them from there, in order,
+    # once the queue is empty (queueing a later row first would break the room's order).
+    behind: bool = False
 
 
 class Delivery:
@@ -42,8 +45,10 @@ class Delivery:
         connectors: Mapping[str, Connector],
         portals: frozenset[str],
         links: MediaLinks | None = None,
+        queue_size: int = 1000,
     ) -> None:
         self.archive = archive
+        self.queue_size = queue_size  # rows held in memory per destination room; the rest wait in the outbox
         self.connectors = connectors
         self.portals = portals  # whose rows this process delivers
         self.links = links  # where networks without files link to the archived bytes
@@ -55,12 +60,15 @@ class Delivery:
         for row in rows:
             if row.id in self._held:  # a worker has it already: a second copy would send it twice
                 continue
-            self._held.add(row.id)
             key = (row.network, row.room)
             worker = self.workers.get(key)
             if worker is None:
                 worker = self.workers[key] = RoomWorker(row.network, row.room)
                 worker.task = asyncio.create_task(self._run(worker), name=f"deliver {key}")
+            if worker.behind or worker.queue.qsize() >= self.queue_size:
+                worker.behind = True  # committed in the outbox: the worker reads it from there
+                continue
+            self._held.add(row.id)
             worker.queue.put_nowait(row)
 
     async def resume(self) -> int:
@@ -85,15 +93,40 @@ class Delivery:
                     await worker.task
 
     def backlog(self) -> int:
+        """Rows queued in memory (more may wait in the outbox; see `RoomWorker.behind`)."""
         return sum(w.queue.qsize() for w in self.workers.values())
 
     async def idle(self) -> None:
         """Wait until every queued row was handled (tests and shutdown)."""
-        for worker in list(self.workers.values()):
-            await worker.queue.join()
+        while True:
+            for worker in list(self.workers.values()):
+                await worker.queue.join()
+            if not any(w.behind for w in self.workers.values()):
+                return
+            await asyncio.sleep(0.05)  # a worker is reading its next rows from the outbox
+
+    async def _refill(self, worker: RoomWorker) -> None:
+        """Queue the room's oldest pending rows from the outbox, as many as the queue holds."""
+        store = self.archive.store
+        room = (worker.network, worker.room)
+        rows = await self.archive.call(store.pending, self.portals, room, self.queue_size)
+        worker.behind = len(rows) >= self.queue_size
+        for row in rows:
+            if row.id not in self._held:
+                self._held.add(row.id)
+                worker.queue.put_nowait(row)
 
     async def _run(self, worker: RoomWorker) -> None:
         while True:
+            while worker.behind and worker.queue.empty():
+                try:
+                    await self._refill(worker)
+                except Exception:  # the archive is unreachable: the rows wait there, try again
+                    delay = worker.backoff.next_delay()
+                    log.exception(
+                        "outbox of %s %s not readable; retrying in %.2fs", worker.network, worker.room, delay
+                    )
+                    await asyncio.sleep(delay)
             row = await worker.queue.get()
             try:
                 while True:

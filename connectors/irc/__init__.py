@@ -129,6 +129,9 @@ class IrcConnector(Connector):
         self.log.info("registered on %s:%d as %s", self.settings.host, self.settings.port, session.nick)
         self._session = session
         self._ready.set()
+        self.report_connection(True)
+        if self._inbox.qsize() >= self.settings.inbox_size:
+            session.read(resume=False)
         if not self._first_session.done():
             self._first_session.set_result(None)
         try:
@@ -214,6 +217,10 @@ class IrcConnector(Connector):
             kind=line.kind,
         )
         self._inbox.put_nowait(message)
+        # Lines already read are kept (at most one read's worth beyond the bound); no more are
+        # read until the archive has taken half, so a stalled archive cannot fill memory.
+        if self._inbox.qsize() >= self.settings.inbox_size and self._session is not None:
+            self._session.read(resume=False)
 
     async def _consume(self) -> None:
         # One at a time, so the archive sees channel lines in the order IRC sent them.
@@ -223,6 +230,8 @@ class IrcConnector(Connector):
                 await self._hand_over(message)
             finally:
                 self._inbox.task_done()
+                if self._session is not None and self._inbox.qsize() <= self.settings.inbox_size // 2:
+                    self._session.read(resume=True)
 
     async def _hand_over(self, message: Message) -> None:
         """IRC never sends a line twice: while the archive is down, hold it (and those after it)."""

@@ -101,6 +101,7 @@ class IrcSession:
         self._sasl_done = False
         self._nick_attempts = 0
         self._quitting = False
+        self._reading_paused = False
         self._send_lock = asyncio.Lock()
         self._welcome: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._connection: Connection | None = None
@@ -178,6 +179,8 @@ class IrcSession:
         loop = asyncio.get_running_loop()
         pinged = False
         while not protocol.lost.done():
+            if self._reading_paused:  # our silence, not the server's: the archive is behind
+                protocol.last_data = loop.time()
             idle = loop.time() - protocol.last_data
             if idle >= 2 * interval:
                 self.close()
@@ -205,6 +208,18 @@ class IrcSession:
         for join in self._joins.values():
             join.finish("connection lost")
         self._joins.clear()
+
+    def read(self, resume: bool) -> None:
+        """Stop reading the socket (the kernel's buffer, then the TCP window, fill and the server
+        holds its lines) or read on: backpressure while the archive cannot keep up."""
+        transport = self._connection.transport if self._connection is not None else None
+        if transport is None or transport.is_closing() or self._reading_paused != resume:
+            return
+        if resume:
+            transport.resume_reading()
+        else:
+            transport.pause_reading()
+        self._reading_paused = not resume
 
     @property
     def is_open(self) -> bool:
