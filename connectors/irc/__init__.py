@@ -130,8 +130,7 @@ class IrcConnector(Connector):
         self._session = session
         self._ready.set()
         self.report_connection(True)
-        if self._inbox.qsize() >= self.settings.inbox_size:
-            session.read(resume=False)
+        self._backpressure(session)
         if not self._first_session.done():
             self._first_session.set_result(None)
         try:
@@ -217,10 +216,19 @@ class IrcConnector(Connector):
             kind=line.kind,
         )
         self._inbox.put_nowait(message)
-        # Lines already read are kept (at most one read's worth beyond the bound); no more are
-        # read until the archive has taken half, so a stalled archive cannot fill memory.
-        if self._inbox.qsize() >= self.settings.inbox_size and self._session is not None:
-            self._session.read(resume=False)
+        if self._session is not None:
+            self._backpressure(self._session)
+
+    def _backpressure(self, session: IrcSession) -> None:
+        """Lines already read are kept (at most one read's worth beyond the bound); no more are
+        read until the archive has taken half, so a stalled archive cannot fill memory."""
+        held = self._inbox.qsize()
+        if held >= self.settings.inbox_size and session.read(resume=False):
+            self.log.warning(
+                "IRC inbox full (%d lines): not reading from the server until the archive takes them", held
+            )
+        elif held <= self.settings.inbox_size // 2 and session.read(resume=True):
+            self.log.info("IRC inbox has room again (%d lines): reading from the server", held)
 
     async def _consume(self) -> None:
         # One at a time, so the archive sees channel lines in the order IRC sent them.
@@ -230,8 +238,8 @@ class IrcConnector(Connector):
                 await self._hand_over(message)
             finally:
                 self._inbox.task_done()
-                if self._session is not None and self._inbox.qsize() <= self.settings.inbox_size // 2:
-                    self._session.read(resume=True)
+                if self._session is not None:
+                    self._backpressure(self._session)
 
     async def _hand_over(self, message: Message) -> None:
         """IRC never sends a line twice: while the archive is down, hold it (and those after it)."""

@@ -209,17 +209,19 @@ class IrcSession:
             join.finish("connection lost")
         self._joins.clear()
 
-    def read(self, resume: bool) -> None:
+    def read(self, resume: bool) -> bool:
         """Stop reading the socket (the kernel's buffer, then the TCP window, fill and the server
-        holds its lines) or read on: backpressure while the archive cannot keep up."""
+        holds its lines) or read on: backpressure while the archive cannot keep up. Returns
+        whether that changed anything."""
         transport = self._connection.transport if self._connection is not None else None
         if transport is None or transport.is_closing() or self._reading_paused != resume:
-            return
+            return False
         if resume:
             transport.resume_reading()
         else:
             transport.pause_reading()
         self._reading_paused = not resume
+        return True
 
     @property
     def is_open(self) -> bool:
