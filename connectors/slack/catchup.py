@@ -25,19 +25,25 @@ PAGE = 200  # messages per conversations.history call (Slack allows up to 1000; 
 
 async def history_since(web: AsyncWebClient, channel: str, oldest: str) -> list[Mapping[str, Any]]:
     """The channel's messages after `oldest` (exclusive), oldest first, all pages."""
-    newest_first: list[Mapping[str, Any]] = []
+    found: list[Mapping[str, Any]] = []
     cursor = ""
     while True:
         kwargs: dict[str, Any] = {"channel": channel, "oldest": oldest, "limit": PAGE}
         if cursor:
             kwargs["cursor"] = cursor
         response = await web.conversations_history(**kwargs)
-        newest_first.extend(m for m in response.get("messages") or () if isinstance(m, Mapping))
+        found.extend(m for m in response.get("messages") or () if isinstance(m, Mapping))
         metadata = response.get("response_metadata") or {}
         cursor = metadata.get("next_cursor") or "" if isinstance(metadata, Mapping) else ""
         if not response.get("has_more") or not cursor:
             break
-    return newest_first[::-1]
+    # Slack answers newest first; sorted by ts, the order does not depend on that.
+    return sorted(found, key=_ts_order)
+
+
+def _ts_order(message: Mapping[str, Any]) -> tuple[int, int]:
+    seconds, _, micros = str(message.get("ts") or "").partition(".")
+    return (int(seconds), int(micros)) if seconds.isdigit() and micros.isdigit() else (0, 0)
 
 
 async def replay(
