@@ -36,6 +36,7 @@ class RoomWorker:
     # Rows were left in the outbox because the queue was full: read them from there, in order,
     # once the queue is empty (queueing a later row first would break the room's order).
     behind: bool = False
+    skipped: bool = False  # a row was left in the outbox since the last read from there
 
 
 class Delivery:
@@ -66,7 +67,7 @@ class Delivery:
                 worker = self.workers[key] = RoomWorker(row.network, row.room)
                 worker.task = asyncio.create_task(self._run(worker), name=f"deliver {key}")
             if worker.behind or worker.queue.qsize() >= self.queue_size:
-                worker.behind = True  # committed in the outbox: the worker reads it from there
+                worker.behind = worker.skipped = True  # committed in the outbox: read from there
                 continue
             self._held.add(row.id)
             worker.queue.put_nowait(row)
@@ -109,8 +110,10 @@ class Delivery:
         """Queue the room's oldest pending rows from the outbox, as many as the queue holds."""
         store = self.archive.store
         room = (worker.network, worker.room)
+        worker.skipped = False
         rows = await self.archive.call(store.pending, self.portals, room, self.queue_size)
-        worker.behind = len(rows) >= self.queue_size
+        # A row skipped during the read may have been committed after it: read once more.
+        worker.behind = len(rows) >= self.queue_size or worker.skipped
         for row in rows:
             if row.id not in self._held:
                 self._held.add(row.id)
