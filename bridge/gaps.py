@@ -9,6 +9,8 @@ one interval rather than understating it.
 
 While running, connectors report when their network drops and comes back
 (`bridge.connector.ConnectionWatch`); each outage becomes a `gap` record too.
+The heartbeat carries the networks that are down, so an outage the bridge did
+not live to see end is on the record from its start.
 Gaps are written in the same tamper-evident log as everything else, retried
 until the archive takes them.
 """
@@ -53,7 +55,7 @@ class Gap:
             kind="gap",
             occurred_at=self.start,
             network=self.network,
-            reason=self.reason,
+            reason=self.reason[:1024],  # the column's size; an exception's text may be longer
             attrs={"from": timestamp(self.start), "until": timestamp(self.end)},
         )
 
@@ -79,7 +81,14 @@ class Gaps:
             last = json.loads(beat)
             reason = BRIDGE_STOPPED if last.get("stopped") else BRIDGE_NOT_RUNNING
             since = parse_timestamp(last["at"])
-            gaps = [Gap(network, since, now, reason) for network in self.networks]
+            # A network already down then has been since it dropped (the beat kept that).
+            down = last.get("down") or {}
+            gaps = [
+                Gap(network, parse_timestamp(down[network][0]), now, f"{down[network][1]}; then {reason}")
+                if network in down
+                else Gap(network, since, now, reason)
+                for network in self.networks
+            ]
         await self.archive.write(partial(self._write, gaps, now, stopped=False))
         return gaps
 
@@ -92,7 +101,9 @@ class Gaps:
         store = self.archive.store
         for gap in gaps:
             store.append_locked(conn, gap.draft())
-        store.state_put_in(conn, self.key, json.dumps({"at": timestamp(now), "stopped": stopped}))
+        down = {network: [timestamp(start), why] for network, (start, why) in self._down.items()}
+        beat = {"at": timestamp(now), "stopped": stopped, "down": down}
+        store.state_put_in(conn, self.key, json.dumps(beat))
 
     def _append(self, gap: Gap, conn: Connection) -> int:
         return self.archive.store.append_locked(conn, gap.draft())

@@ -93,6 +93,25 @@ async def test_an_outage_reported_by_a_connector_becomes_one_gap(tmp_path: Path,
     await archive.close()
 
 
+async def test_an_outage_the_bridge_did_not_live_to_see_end_is_recorded_from_its_start(
+    tmp_path: Path, archive_url: str
+) -> None:
+    store = ArchiveStore(archive_url)
+    store.migrate()
+    archive = AsyncArchive(store)
+    before = Gaps(archive, "bridge:heartbeat", NETWORKS)
+    await before.since_last_run()
+    before.changed("irc", False, "IRC connection lost (ConnectionResetError)")
+    dropped = datetime.now(UTC)
+    await before.beat()  # beats go on while IRC is down; then the process is killed
+    after = Gaps(archive, "bridge:heartbeat", NETWORKS)
+    gaps = {g.network: g for g in await after.since_last_run()}
+    assert gaps["irc"].start <= dropped <= gaps["irc"].end
+    assert gaps["irc"].reason == f"IRC connection lost (ConnectionResetError); then {BRIDGE_NOT_RUNNING}"
+    assert gaps["irc"].start < gaps["slack"].start and gaps["slack"].reason == BRIDGE_NOT_RUNNING
+    await archive.close()
+
+
 async def test_the_tail_of_a_room_is_the_last_event_archived_from_it(
     tmp_path: Path, archive_url: str
 ) -> None:
