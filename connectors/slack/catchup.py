@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
@@ -24,21 +24,32 @@ PAGE = 200  # messages per conversations.history call (Slack allows up to 1000; 
 
 
 async def history_since(web: AsyncWebClient, channel: str, oldest: str) -> list[Mapping[str, Any]]:
-    """The channel's messages after `oldest` (exclusive), oldest first, all pages."""
+    """The channel's messages after `oldest` (exclusive), with the replies after it in threads
+    begun after it, oldest first, all pages. (Slack lists no replies to older threads.)"""
+    found = await _pages(web.conversations_history, channel=channel, oldest=oldest)
+    after = _ts_order({"ts": oldest})
+    for parent in list(found):
+        latest = parent.get("latest_reply")
+        if isinstance(latest, str) and _ts_order({"ts": latest}) > after:
+            replies = await _pages(web.conversations_replies, channel=channel, ts=parent["ts"], oldest=oldest)
+            found.extend(m for m in replies if m.get("ts") != parent["ts"])
+    # Slack answers history newest first; sorted by ts, the order does not depend on that, and a
+    # reply also sent to the channel, listed twice, is kept once.
+    unique = {m.get("ts"): m for m in found}
+    return sorted(unique.values(), key=_ts_order)
+
+
+async def _pages(method: Callable[..., Awaitable[Any]], **kwargs: Any) -> list[Mapping[str, Any]]:
+    """Every message of a cursor-paginated listing."""
     found: list[Mapping[str, Any]] = []
     cursor = ""
     while True:
-        kwargs: dict[str, Any] = {"channel": channel, "oldest": oldest, "limit": PAGE}
-        if cursor:
-            kwargs["cursor"] = cursor
-        response = await web.conversations_history(**kwargs)
+        response = await method(**kwargs, limit=PAGE, **({"cursor": cursor} if cursor else {}))
         found.extend(m for m in response.get("messages") or () if isinstance(m, Mapping))
         metadata = response.get("response_metadata") or {}
         cursor = metadata.get("next_cursor") or "" if isinstance(metadata, Mapping) else ""
         if not response.get("has_more") or not cursor:
-            break
-    # Slack answers newest first; sorted by ts, the order does not depend on that.
-    return sorted(found, key=_ts_order)
+            return found
 
 
 def _ts_order(message: Mapping[str, Any]) -> tuple[int, int]:

@@ -556,7 +556,8 @@ async def test_after_a_socket_outage_every_page_of_history_is_caught_up_in_order
         slack.refuse_connections = slack.drop_without_socket = True
         slack.disconnect(abrupt=True)
         await until(lambda: not conn.connected, 10, "the connector notices")
-        said = [slack.user_posts(room.id, carol.id, f"said meanwhile {i:03d}") for i in range(450)]
+        said = [slack.user_posts(room.id, carol.id, f"said meanwhile {i:03d}") for i in range(449)]
+        said.append(slack.user_posts(room.id, carol.id, "a reply meanwhile", thread_ts=said[0].ts))
         calls = len(slack.calls("conversations.history"))
         slack.refuse_connections = slack.drop_without_socket = False
         await until(lambda: slack.connections_opened > opened, 30, "reconnected")
@@ -567,8 +568,10 @@ async def test_after_a_socket_outage_every_page_of_history_is_caught_up_in_order
     assert [m.native_id for m in messages] == [first.ts, *(m.ts for m in said), live.ts]
     assert [m.flags for m in messages] == [(), *[("caught_up",)] * 450, ()]
     history = slack.calls("conversations.history")[calls:]
-    assert len(history) == 3  # 200 + 200 + 50, by cursor, from the last ts the archive held
+    assert len(history) == 3  # 200 + 200 + 49, by cursor, from the last ts the archive held
     assert all(c.params.get("oldest") == first.ts for c in history)
+    assert messages[-2].thread_id == said[0].ts  # the thread's reply, fetched with conversations.replies
+    assert [c.params.get("ts") for c in slack.calls("conversations.replies")] == [said[0].ts]
 
 
 async def test_a_full_inbox_leaves_events_unacknowledged_for_slack_to_redeliver(slack: SlackEmulator) -> None:
