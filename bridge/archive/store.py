@@ -36,6 +36,7 @@ from sqlalchemy import (
 )
 
 from bridge.archive import checkpoints, witness
+from bridge.archive.conversation import CHAT_KINDS
 from bridge.archive.driver import DriverStatement, release
 from bridge.archive.hashing import content_sha256, leaf_hash
 from bridge.archive.schema import contents, files, idmap, outbox, records, state
@@ -52,8 +53,6 @@ PG_LOCK_KEY = 0x53574252
 MIGRATIONS = Path(__file__).parent / "migrations"
 NEXT_SEQ = "switchboard_archive_next_seq"
 WRITE_OPTION = "switchboard_archive_write"  # execution option of connections that write
-# Records of what people said on a network (the router's), as opposed to the bridge's own.
-INBOUND_KINDS = ("message", "edit", "delete", "policy_block")
 ANALYZE_FROM = 10_000  # records; below this the planner's defaults are as good
 # Built once: constructing a statement costs more than executing it on SQLite.
 MAX_SEQ = select(func.max(records.c.seq))
@@ -511,7 +510,7 @@ class ArchiveStore:
                 records.c.portal == portal,
                 records.c.network == network,
                 records.c.room == room,
-                records.c.kind.in_(INBOUND_KINDS),
+                records.c.kind.in_(CHAT_KINDS),  # what people said there, not our deliveries
                 records.c.native_id != "",
                 records.c.captured_at < timestamp(captured_before),
             )

@@ -225,6 +225,11 @@ async def test_a_clean_stop_records_an_exact_gap(world: World) -> None:
         gaps = world.gaps(network)
         assert len(gaps) == count + 1
         assert gaps[-1]["reason"] == "bridge stopped" and covers(gaps[-1], stopped)
+    # What a reviewer sees: `archive search --kind gap`, with network, from, until and reason.
+    found = await asyncio.to_thread(world.bridge.search, "--kind", "gap", "--network", "irc")
+    last = found[-1]
+    assert (last["kind"], last["network"], last["reason"]) == ("gap", "irc", "bridge stopped")
+    assert parse_timestamp(last["from"]) <= stopped <= parse_timestamp(last["until"])
 
 
 async def test_slack_socket_dropped_what_was_said_meanwhile_is_caught_up(world: World) -> None:
