@@ -79,10 +79,17 @@ class Delivery:
         never queued: a commit whose answer was lost looks like a failure, and its event, when
         it comes again, like a duplicate that has nothing to relay.
         """
-        rows = await self.archive.call(self.archive.store.pending, self.portals)
-        fresh = [row for row in rows if row.id not in self._held]
-        self.enqueue(fresh)
-        return len(fresh)
+        found, after = 0, 0
+        while True:  # a page at a time: a long backlog is not read into memory at once
+            rows = await self.archive.call(
+                self.archive.store.pending, self.portals, None, self.queue_size, after
+            )
+            fresh = [row for row in rows if row.id not in self._held]
+            self.enqueue(fresh)  # beyond a room's queue_size they stay in the outbox, read from there
+            found += len(fresh)
+            if len(rows) < self.queue_size:
+                return found
+            after = rows[-1].id
 
     async def stop(self) -> None:
         for worker in self.workers.values():

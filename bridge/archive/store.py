@@ -468,11 +468,17 @@ class ArchiveStore:
             conn.execute(update(outbox).where(outbox.c.id == row.id).values(**values))
 
     def pending(
-        self, portals: Collection[str], room: tuple[str, str] | None = None, limit: int | None = None
+        self,
+        portals: Collection[str],
+        room: tuple[str, str] | None = None,
+        limit: int | None = None,
+        after: int = 0,
     ) -> list[OutboxRow]:
         """Undelivered outbox rows of these portals, oldest first (other processes own the rest);
-        only those to `room` (network, room id) if given, and at most `limit`."""
-        query = select(outbox).where(outbox.c.status == "pending", outbox.c.portal.in_(sorted(portals)))
+        only those to `room` (network, room id) if given, after row id `after`, at most `limit`."""
+        query = select(outbox).where(
+            outbox.c.status == "pending", outbox.c.portal.in_(sorted(portals)), outbox.c.id > after
+        )
         if room is not None:
             query = query.where(outbox.c.network == room[0], outbox.c.room == room[1])
         with self.engine.connect() as conn:
