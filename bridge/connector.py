@@ -73,7 +73,9 @@ class StateStore(Protocol):
 class ConnectionWatch(Protocol):
     """The core's ear for connection state: a network that was down left a capture gap."""
 
-    def changed(self, network: str, connected: bool, reason: str) -> None: ...
+    def changed(self, network: str, connected: bool, reason: str, since: datetime | None = None) -> None:
+        """`since`: when capture really stopped, if earlier than now (e.g. when reading paused)."""
+        ...
 
 
 class ArchiveTail(Protocol):
@@ -203,10 +205,11 @@ class Connector:
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
-    def report_connection(self, connected: bool, reason: str = "") -> None:
-        """Tell the core this network is reachable again, or not (and why): capture gaps."""
+    def report_connection(self, connected: bool, reason: str = "", since: datetime | None = None) -> None:
+        """Tell the core this network is reachable again, or not (why, and since when if that
+        was before now): capture gaps."""
         if self.ctx.watch is not None:
-            self.ctx.watch.changed(self.name, connected, reason)
+            self.ctx.watch.changed(self.name, connected, reason, since)
 
     async def supervise(self, session: Callable[[], Awaitable[None]], what: str) -> None:
         """Run `session` until stop(), reconnecting with backoff and jitter.

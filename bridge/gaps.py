@@ -108,11 +108,11 @@ class Gaps:
     def _append(self, gap: Gap, conn: Connection) -> int:
         return self.archive.store.append_locked(conn, gap.draft())
 
-    def changed(self, network: str, connected: bool, reason: str) -> None:
+    def changed(self, network: str, connected: bool, reason: str, since: datetime | None = None) -> None:
         """A connector's report (`ConnectionWatch`): an outage ends in a gap record."""
         now = datetime.now(UTC)
         if not connected:
-            self._down.setdefault(network, (now, reason or "disconnected"))
+            self._down.setdefault(network, (min(since or now, now), reason or "disconnected"))
             return
         if network in self._down:
             start, why = self._down.pop(network)

@@ -71,6 +71,9 @@ class IrcConnector(Connector):
         self._session: IrcSession | None = None
         self._ready = asyncio.Event()
         self._inbox: asyncio.Queue[Message] = asyncio.Queue()
+        # Since when the inbox has been over its bound without catching up (reading paused and
+        # resumed, maybe more than once): the server may drop what it sends from then on.
+        self._behind_since: datetime | None = None
         self._sink: Sink | None = None
         self._first_session: asyncio.Future[None] | None = None
         self._supervisor: asyncio.Task[None] | None = None
@@ -139,6 +142,11 @@ class IrcConnector(Connector):
             self._ready.clear()
             self._session = None
             session.close()
+            if self._behind_since is not None and not self.stopping:
+                # The server may have dropped lines from when we first stopped reading, not only now.
+                reason = "IRC connection lost while the archive was behind and the bridge not reading"
+                self.report_connection(False, reason, self._behind_since)
+            self._behind_since = None  # a new connection starts reading afresh
 
     async def join(self, room: str) -> str:
         """Join a channel (waiting for the connection if it is down); return its room id."""
@@ -223,7 +231,10 @@ class IrcConnector(Connector):
         """Lines already read are kept (at most one read's worth beyond the bound); no more are
         read until the archive has taken half, so a stalled archive cannot fill memory."""
         held = self._inbox.qsize()
+        if not held:
+            self._behind_since = None  # caught up: whatever the server sent from now is read
         if held >= self.settings.inbox_size and session.read(resume=False):
+            self._behind_since = self._behind_since or datetime.now(UTC)
             self.log.warning(
                 "IRC inbox full (%d lines): not reading from the server until the archive takes them", held
             )

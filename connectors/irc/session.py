@@ -101,7 +101,7 @@ class IrcSession:
         self._sasl_done = False
         self._nick_attempts = 0
         self._quitting = False
-        self._reading_paused = False
+        self.reading_paused = False  # backpressure: the archive is behind
         self._send_lock = asyncio.Lock()
         self._welcome: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._connection: Connection | None = None
@@ -179,8 +179,11 @@ class IrcSession:
         loop = asyncio.get_running_loop()
         pinged = False
         while not protocol.lost.done():
-            if self._reading_paused:  # our silence, not the server's: the archive is behind
+            if self.reading_paused:
+                # Our silence, not the server's: the archive is behind. A PING still goes out, so
+                # a server that gave up on us answers with a reset and the loss shows now.
                 protocol.last_data = loop.time()
+                self._raw(f"PING :{self.settings.nick}")
             idle = loop.time() - protocol.last_data
             if idle >= 2 * interval:
                 self.close()
@@ -214,13 +217,13 @@ class IrcSession:
         holds its lines) or read on: backpressure while the archive cannot keep up. Returns
         whether that changed anything."""
         transport = self._connection.transport if self._connection is not None else None
-        if transport is None or transport.is_closing() or self._reading_paused != resume:
+        if transport is None or transport.is_closing() or self.reading_paused != resume:
             return False
         if resume:
             transport.resume_reading()
         else:
             transport.pause_reading()
-        self._reading_paused = not resume
+        self.reading_paused = not resume
         return True
 
     @property

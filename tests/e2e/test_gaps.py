@@ -337,3 +337,41 @@ async def test_irc_flood_while_the_archive_is_locked_is_held_bounded_then_archiv
     assert got == texts[: len(got)]  # once each, in order
     if len(got) < count:  # the server cut us off for not reading: that is on the record
         assert world.gaps("irc")[irc_gaps:]
+
+
+async def test_a_relay_cut_off_by_the_server_for_not_reading_leaves_a_gap_from_when_it_stopped(
+    world: World,
+) -> None:
+    """Held long enough, the server gives up on a relay that does not read (ngircd: its write
+    buffer for us is exhausted): what it sent meanwhile is lost on IRC's side. The gap on record
+    starts when the bridge stopped reading, and every line it had read is archived once."""
+    tag = unique("cut")
+    irc_gaps = len(world.gaps("irc"))
+
+    def relay_quit() -> bool:
+        return any(line.command == "QUIT" and line.nick == world.relay for line in world.bob.lines)
+
+    assert not relay_quit()
+    line = f"{tag} " + "y" * 400
+    began = datetime.now(UTC)
+    lock = sqlite3.connect(world.archive, isolation_level=None, timeout=30)
+    try:
+        lock.execute("BEGIN EXCLUSIVE")
+        sent = 0
+        while not relay_quit() and sent < 100_000:
+            for _ in range(500):
+                await world.bob.privmsg(world.irc, f"{line} {sent:06d}")
+                sent += 1
+            await asyncio.sleep(0.05)
+        assert relay_quit()  # the server dropped the relay that stopped reading
+        cut = datetime.now(UTC)
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    gaps = await world.wait(lambda: world.gaps("irc")[irc_gaps:], "a gap record for irc", 90)
+    assert len(gaps) == 1 and "the bridge not reading" in gaps[0]["reason"]
+    assert began <= parse_timestamp(gaps[0]["from"]) <= cut <= parse_timestamp(gaps[0]["until"])
+    archived = await world.wait(lambda: world.messages(tag), "the lines read before the cut")
+    texts = [r["text"] for r in archived]
+    assert texts == [f"{line} {i:06d}" for i in range(len(texts))]  # a prefix: once each, in order
+    assert len(texts) < sent  # the rest the server threw away, inside the recorded gap
