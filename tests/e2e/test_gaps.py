@@ -14,7 +14,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -115,12 +115,6 @@ class World:
         text = f"{tag} before"
         self.emu.user_posts(self.channel, self.carol.id, text)
         await self.on_matrix([text], "Carol's first line")
-
-
-@pytest.fixture(scope="module")
-def ircd() -> Iterator[Ngircd]:
-    with Ngircd() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")
