@@ -212,3 +212,8 @@ async def test_a_failed_lookup_falls_back_to_the_id() -> None:
     assert await cache.get("U0ALICE") == "U0ALICE"
     assert await cache.get("U0ALICE") == "U0ALICE"
     assert calls == 1  # not asked again at once
+
+
+async def test_a_message_without_a_ts_is_not_an_event(inbound: Inbound) -> None:
+    """Found by hypothesis: an empty ts made a message with no native id, which no dedup can catch."""
+    assert await inbound.convert(message(ts="")) is None

@@ -151,18 +151,30 @@ def test_canonical_text_is_stable_after_one_round_trip(text: Text) -> None:
     assert r(p(once)) == once
 
 
+def settles(wire: str) -> bool:
+    """Round trips reach a fixed point: each can only drop a zero-width space beside a marker
+    (parsing takes it for a fence), so within one trip per such space and two more."""
+    for _ in range(wire.count(ZWSP) + 2):
+        again = r(p(wire))
+        if again == wire:
+            return True
+        assert len(again) <= 3 * len(wire) + 8, (wire, again)  # at most fences are added
+        wire = again
+    return r(p(wire)) == wire
+
+
 @SETTINGS
 @given(canonical_text())
-def test_any_canonical_text_settles_after_two_round_trips(text: Text) -> None:
-    twice = r(p(r(p(r(text)))))
-    assert r(p(twice)) == twice
+@example(Text("_" + ZWSP * 3))
+def test_any_canonical_text_settles_after_round_trips(text: Text) -> None:
+    assert settles(r(text))
 
 
 @SETTINGS
 @given(wire_text)
-def test_any_slack_text_settles_after_two_round_trips(wire: str) -> None:
-    twice = r(p(r(p(wire))))
-    assert r(p(twice)) == twice
+@example("_" + ZWSP * 3)
+def test_any_slack_text_settles_after_round_trips(wire: str) -> None:
+    assert settles(r(p(wire)))
 
 
 @SETTINGS
