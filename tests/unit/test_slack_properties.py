@@ -139,13 +139,19 @@ def test_slack_text_is_stable_after_one_round_trip(wire: str) -> None:
 
 
 def unholdable_code(text: Text) -> bool:
-    """Code or pre whose content has a backtick: mrkdwn has no way to write that (format.py
-    renders it as plain text), so what comes back depends on its neighbours."""
-    return any(s.kind in ("code", "pre") and "`" in text.plain[s.start : s.end] for s in text.spans)
+    """Code or pre whose content has a backtick (mrkdwn cannot write that; format.py renders it
+    as plain text), or inline code over a line break (written as a pre block, which reads back as
+    pre): what comes back is another text, whose rendering may fence differently."""
+    return any(
+        (s.kind in ("code", "pre") and "`" in text.plain[s.start : s.end])
+        or (s.kind == "code" and "\n" in text.plain[s.start : s.end])
+        for s in text.spans
+    )
 
 
 @SETTINGS
 @given(canonical_text().filter(lambda t: ZWSP not in t.plain and not unholdable_code(t)))
+@example(Text("\na", (Span("bold", 0, 1), Span("pre", 0, 1))))
 def test_canonical_text_is_stable_after_one_round_trip(text: Text) -> None:
     once = r(text)
     assert r(p(once)) == once
