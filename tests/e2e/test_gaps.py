@@ -243,6 +243,7 @@ async def test_slack_socket_dropped_what_was_said_meanwhile_is_caught_up(world: 
         )
         for text in texts:
             world.emu.user_posts(world.channel, world.carol.id, text)
+        said = datetime.now(UTC)
     finally:
         world.emu.refuse_connections = False
         world.emu.drop_without_socket = False
@@ -252,9 +253,10 @@ async def test_slack_socket_dropped_what_was_said_meanwhile_is_caught_up(world: 
     records = world.messages(f"{tag} said")
     assert [r["text"] for r in records] == texts
     assert all("caught_up" in json.loads(r["flags"]) for r in records)
-    gaps = await world.wait(lambda: world.gaps("slack")[slack_gaps:], "a gap record for slack")
+    gaps = await world.wait(
+        lambda: [g for g in world.gaps("slack")[slack_gaps:] if covers(g, said)], "a gap record for slack"
+    )
     assert len(gaps) == 1 and "Slack Socket Mode lost" in gaps[0]["reason"]
-    assert parse_timestamp(gaps[0]["from"]) < parse_timestamp(gaps[0]["until"])
     assert world.gaps("matrix")[-1]["until"] < gaps[0]["from"]  # only Slack was down
 
 
@@ -268,7 +270,7 @@ async def test_irc_server_restarted_leaves_a_gap_for_irc(world: World) -> None:
     gaps = await world.wait(lambda: world.gaps("irc")[irc_gaps:], "a gap record for irc", 60)
     assert len(gaps) == 1 and "IRC connection lost" in gaps[0]["reason"]
     assert parse_timestamp(gaps[0]["until"]) > restarted
-    assert len(world.gaps("slack")) == slack_gaps
+    assert not [g for g in world.gaps("slack")[slack_gaps:] if covers(g, restarted)]  # Slack was up
     tag = unique("back")
     for attempt in range(30):  # until the relay is back in the channel to hear it
         await world.bob.privmsg(world.irc, f"{tag} after the restart {attempt}")
