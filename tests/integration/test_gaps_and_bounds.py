@@ -15,7 +15,10 @@ from pathlib import Path
 from sqlalchemy import select
 
 from bridge.archive import AsyncArchive
+from bridge.archive.export.check import verify_bundle
+from bridge.archive.export.run import run_export
 from bridge.archive.schema import records
+from bridge.archive.search import Filters
 from bridge.archive.signing import Signer
 from bridge.archive.store import ArchiveStore
 from bridge.archive.verify import verify_archive
@@ -186,4 +189,23 @@ async def test_resume_after_a_restart_reads_a_long_backlog_in_bounded_steps(
     await restarted.idle()
     assert [o.text.plain for o in matrix.sent] == [f"line {i}" for i in range(12)]
     await restarted.stop()
+    await archive.close()
+
+
+async def test_gap_records_are_exported_and_the_bundle_verifies(tmp_path: Path, archive_url: str) -> None:
+    signer = Signer.generate(tmp_path / "key")
+    store = ArchiveStore(archive_url, signer)
+    store.migrate()
+    archive = AsyncArchive(store)
+    await Gaps(archive, "bridge:heartbeat", NETWORKS).since_last_run()
+    await Gaps(archive, "bridge:heartbeat", NETWORKS).since_last_run()  # after a crash
+    out = tmp_path / "bundle"
+    result = await archive.call(run_export, store, "jsonl", out, Filters(kinds=("gap",)), "E9001")
+    assert result.records == 3
+    exported = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert [(r["kind"], r["network"], r["reason"]) for r in exported] == [
+        ("gap", n, BRIDGE_NOT_RUNNING) for n in NETWORKS
+    ]
+    assert all(r["from"] <= r["until"] for r in exported)
+    assert verify_bundle(out, signer.public_key).failures == []
     await archive.close()
