@@ -24,6 +24,9 @@ OPTIONS: dict[str, Option] = {
     ),
     "ping_interval": Option((int, float), default=10.0, help="seconds between Socket Mode pings"),
     "connect_timeout": Option((int, float), default=30.0, help="seconds to open the Socket Mode connection"),
+    "inbox_size": Option(
+        int, default=1000, help="events held while the archive is slow; beyond, Slack redelivers them"
+    ),
 }
 
 ICON_FIELDS = frozenset({"network", "native_id", "employee_id", "name"})
@@ -41,6 +44,7 @@ class SlackSettings:
     icon_url_template: str = ""
     ping_interval: float = 10.0
     connect_timeout: float = 30.0
+    inbox_size: int = 1000
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> SlackSettings:
@@ -68,6 +72,8 @@ class SlackSettings:
             raise ValueError(f"slack: api_url must be an http(s) URL, not {self.api_url!r}")
         if self.max_file_mb <= 0:
             raise ValueError("slack: max_file_mb must be positive")
+        if self.inbox_size < 1:
+            raise ValueError("slack: inbox_size must be at least 1")
         if self.ping_interval <= 0 or self.connect_timeout <= 0:
             raise ValueError("slack: ping_interval and connect_timeout must be positive")
         if self.icon_url_template:

@@ -91,6 +91,13 @@ def test_good_config_loads_with_secrets_and_paths(tmp_path: Path, capsys, monkey
             "archive.instance",
             "letters, digits",
         ),
+        (("rooms:\n", "delivery: {queue_size: 0}\nrooms:\n"), 23, "delivery.queue_size", "at least 1"),
+        (
+            ("    tls: true", "    tls: true\n    inbox_size: 0"),
+            11,
+            "networks.irc",
+            "inbox_size must be at least 1",
+        ),
         (
             (
                 "rooms:\n",
