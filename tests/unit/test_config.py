@@ -138,6 +138,15 @@ def test_good_config_loads_with_secrets_and_paths(tmp_path: Path, capsys, monkey
             "matrix",
             "appservice.listen: expected host:port",
         ),
+        (
+            (
+                "    tls: true",
+                "    tls: true\n  slack:\n    type: slack\n    bot_token: xoxb-1\n    app_token: xapp-1\n    api_url: http://slack.corp.example/api/",
+            ),
+            16,
+            "networks.slack",
+            "api_url: the bot token would cross the network in clear text",
+        ),
         # The appservice token must not cross a network in clear text.
         (
             ("http://127.0.0.1:8008", "http://matrix.corp.example:8008"),
