@@ -25,6 +25,7 @@ from importlib.metadata import entry_points
 from typing import Any, ClassVar, Protocol
 from urllib.parse import urlsplit
 
+from bridge.httpserver import HttpServer as HttpServer  # re-exported: connectors import only this module
 from bridge.model import Event, Outbound, Receipt
 
 ENTRY_POINT_GROUP = "switchboard.connectors"

@@ -26,9 +26,11 @@ from urllib.parse import quote
 from aiohttp import web
 
 from bridge.archive import AsyncArchive
+from bridge.httpserver import HttpServer
 
 log = logging.getLogger("switchboard.media")
 SIGNATURE_HEX = 32  # 128 bits of HMAC-SHA256
+MAX_BODY = 1024
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -56,19 +58,15 @@ class MediaServer:
         self.links = links
         self.archive = archive
         self.host, self.port = host, port
-        self._runner: web.AppRunner | None = None
+        # GET only: no request has a body worth reading.
+        self._http = HttpServer(host, port, max_body=MAX_BODY)
+        self._http.app.router.add_get("/media/{seq:[0-9]+}/{sha256}/{signature}/{name}", self._file)
 
     async def start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/media/{seq:[0-9]+}/{sha256}/{signature}/{name}", self._file)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
+        await self._http.start()
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await self._http.stop()
 
     async def _file(self, request: web.Request) -> web.Response:
         seq, sha256 = int(request.match_info["seq"]), request.match_info["sha256"]

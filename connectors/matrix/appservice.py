@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.connector import StateStore
+from bridge.connector import HttpServer, StateStore
 
 EventHandler = Callable[[dict[str, Any]], Awaitable[None]]
 UserQuery = Callable[[str], Awaitable[bool]]
@@ -50,8 +50,6 @@ class AppserviceServer:
         log: logging.Logger,
         is_echo: Callable[[dict[str, Any]], bool] = lambda event: False,
     ) -> None:
-        self.host = host
-        self.port = port
         self._hs_token = hs_token.encode()
         self._state = state
         self._on_event = on_event
@@ -60,28 +58,23 @@ class AppserviceServer:
         self.log = log
         # Transactions are handled one at a time, so events reach the core in homeserver order.
         self._lock = asyncio.Lock()
-        self._runner: web.AppRunner | None = None
-
-    def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._authenticate], client_max_size=MAX_TRANSACTION_BYTES)
+        # A transaction still being committed gets a few seconds on stop; after that the
+        # homeserver sees a failure and retries it.
+        self._http = HttpServer(
+            host, port, max_body=MAX_TRANSACTION_BYTES, middlewares=[self._authenticate], shutdown_timeout=5.0
+        )
+        app = self._http.app
         for prefix in ("/_matrix/app/v1", ""):  # "" : legacy paths of homeservers before spec r0.1
             app.router.add_put(f"{prefix}/transactions/{{txn_id}}", self._transaction)
             app.router.add_get(f"{prefix}/users/{{user_id}}", self._user)
             app.router.add_get(f"{prefix}/rooms/{{alias}}", self._room)
         app.router.add_post("/_matrix/app/v1/ping", self._ping)
-        return app
 
     async def start(self) -> None:
-        # A transaction still being committed gets a few seconds; after that the
-        # homeserver sees a failure and retries it.
-        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=5.0)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
+        await self._http.start()
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await self._http.stop()
 
     @web.middleware
     async def _authenticate(

@@ -12,6 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
+from bridge.connector import HttpServer
+
 PATH = "/slack/events"
 MAX_AGE = 300  # seconds; Slack's advice against replayed requests
 MAX_BODY = 1024 * 1024
@@ -39,22 +41,21 @@ class EventsEndpoint:
         self._secret = secret
         self._on_event = on_event
         self._log = log
-        self._runner: web.AppRunner | None = None
-        self.address: tuple[str, int] | None = None
+        self._http: HttpServer | None = None
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """Where the endpoint listens while it runs."""
+        return self._http.address if self._http is not None else None
 
     async def start(self, host: str, port: int) -> None:
-        app = web.Application(client_max_size=MAX_BODY)
-        app.router.add_post(PATH, self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, host, port).start()
-        bound = self._runner.addresses[0]
-        self.address = (bound[0], bound[1])
+        self._http = HttpServer(host, port, max_body=MAX_BODY, shutdown_timeout=2.0)
+        self._http.app.router.add_post(PATH, self._handle)
+        await self._http.start()
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._http is not None:
+            await self._http.stop()
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()

@@ -32,7 +32,7 @@ from bridge.connector import ConnectorContext, DeliveryError
 from bridge.model import Attachment, Delete, Edit, Event, Message, Outbound, Receipt, RemoteUser, Sender
 from bridge.text import Span, Text
 from connectors.matrix import MatrixConnector
-from connectors.matrix.appservice import TXN_MEMORY
+from connectors.matrix.appservice import MAX_TRANSACTION_BYTES, TXN_MEMORY
 from tests.fakes.state import MemoryState
 from tests.servers.synapse import SynapseSession, synapse  # noqa: F401 - the session's Synapse
 
@@ -272,6 +272,19 @@ async def test_wrong_homeserver_token_is_refused(bridge: Bridge, alice: AsyncCli
     # The same transaction with the right token is processed: the refusals above were the token's doing.
     assert (await bridge.push("t-right", events)).status == 200
     assert [e.native_id for e in bridge.sink.events] == [events[0]["event_id"]]
+
+
+async def test_an_oversized_transaction_is_refused_with_413_and_the_next_one_is_processed(
+    bridge: Bridge, alice: AsyncClient
+) -> None:
+    room_id, alias = await create_room(alice)
+    await bridge.c.join(alias)
+    big = fake_event(room_id, "x" * MAX_TRANSACTION_BYTES, alice.user_id)
+    assert (await bridge.push("t-big", [big])).status == 413
+    assert bridge.sink.events == []
+    after = fake_event(room_id, "after", alice.user_id)
+    assert (await bridge.push("t-after", [after])).status == 200
+    assert [e.native_id for e in bridge.sink.events] == [after["event_id"]]
 
 
 async def test_transactions_are_processed_once_even_after_a_restart(

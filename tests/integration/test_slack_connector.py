@@ -24,7 +24,15 @@ from bridge.connector import ConnectorContext, DeliveryError
 from bridge.model import Attachment, Delete, Edit, Event, Message, Outbound, Receipt, Sender
 from bridge.text import Span, Text
 from connectors.slack import SlackConnector
-from tests.fakes.slack import SlackEmulator, escape, post_signed_event, sign, url_verification_body
+from connectors.slack.events import MAX_BODY
+from tests.fakes.slack import (
+    SlackEmulator,
+    escape,
+    post_signed_event,
+    sign,
+    signed_headers,
+    url_verification_body,
+)
 from tests.fakes.state import MemoryState
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -485,6 +493,29 @@ async def test_events_mode_rejects_bad_and_stale_signatures(slack: SlackEmulator
         ok = await post_signed_event(url, body, SECRET)
         assert ok.status == 200
         assert [e.text.plain for e in sink.events] == ["forged"]
+
+
+async def test_events_mode_refuses_an_oversized_body_with_413_and_keeps_serving(slack: SlackEmulator) -> None:
+    alice = slack.add_user("alice")
+    room = slack.add_channel("hooks", [alice.id])
+    sink = RecordingSink()
+    async with events_connector(slack, sink) as (_, url):
+        raw = json.dumps(event_body(slack, room.id, alice.id, "x" * MAX_BODY)).encode()
+        headers = signed_headers(SECRET, raw)
+
+        async def chunked() -> AsyncIterator[bytes]:  # no Content-Length: the cap holds while reading
+            for at in range(0, len(raw), 64 * 1024):
+                yield raw[at : at + 64 * 1024]
+
+        async with aiohttp.ClientSession() as http:
+            async with http.post(url, data=chunked(), headers=headers) as streamed:
+                streamed_status = streamed.status
+            async with http.post(url, data=raw, headers=headers) as declared:
+                declared_status = declared.status
+        assert (streamed_status, declared_status) == (413, 413)
+        ok = await post_signed_event(url, event_body(slack, room.id, alice.id, "after", "Ev0002"), SECRET)
+        assert ok.status == 200
+        assert [e.text.plain for e in sink.events] == ["after"]
 
 
 async def test_events_mode_answers_url_verification(slack: SlackEmulator) -> None:
