@@ -64,10 +64,12 @@ from nio import (
     RoomVisibility,
 )
 
+from bridge.httpserver import HttpServer
 from bridge.sandbox.ircd import Ngircd
 from bridge.sandbox.ports import free_port
 from bridge.sandbox.synapse import Synapse
 from connectors.matrix import MatrixConnector
+from connectors.matrix.appservice import MAX_TRANSACTION_BYTES
 from tests.e2e.harness import BridgeProcess, switchboard
 from tests.servers.ircclient import IrcClient, parse_line
 
@@ -152,22 +154,20 @@ class ObserverAppservice:
     port: int = field(default_factory=free_port)
     arrivals: dict[str, float] = field(default_factory=dict)
     transactions: int = 0
-    _runner: web.AppRunner | None = None
+    _http: HttpServer | None = None
 
     async def start(self) -> None:
-        app = web.Application()
+        self._http = HttpServer("127.0.0.1", self.port, max_body=MAX_TRANSACTION_BYTES)
+        app = self._http.app
         app.router.add_put("/_matrix/app/v1/transactions/{txn_id}", self._transaction)
         app.router.add_post("/_matrix/app/v1/ping", self._ok)
         app.router.add_get("/_matrix/app/v1/users/{user_id}", self._not_found)
         app.router.add_get("/_matrix/app/v1/rooms/{alias}", self._not_found)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        await self._http.start()
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._http is not None:
+            await self._http.stop()
 
     async def _transaction(self, request: web.Request) -> web.Response:
         # Stamped before the body is read: the bridge's own clock starts when the request arrives too.

@@ -29,7 +29,7 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bridge.connector import ConnectorContext  # noqa: E402
+from bridge.connector import ConnectorContext, HttpServer  # noqa: E402
 from bridge.model import Event, Outbound, Receipt, Sender  # noqa: E402
 from bridge.text import Span, Text  # noqa: E402
 from connectors.slack import SlackConnector  # noqa: E402
@@ -56,14 +56,11 @@ async def serve_emulator() -> None:
                 emu.user_posts(room.id, alice.id, WIRE.format(user=bob.id, n=n))
             return web.json_response({"posted": count})
 
-        app = web.Application()
-        app.router.add_post("/post", post)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
+        control = HttpServer("127.0.0.1", 0, max_body=1024)
+        control.app.router.add_post("/post", post)
+        _, port = await control.start()
         info = {
-            "control": f"http://127.0.0.1:{runner.addresses[0][1]}/post",
+            "control": f"http://127.0.0.1:{port}/post",
             "base_url": emu.base_url,
             "bot_token": emu.bot_token,
             "app_token": emu.app_token,
@@ -73,7 +70,7 @@ async def serve_emulator() -> None:
         }
         print(json.dumps(info), flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until the parent goes
-        await runner.cleanup()
+        await control.stop()
 
 
 # -- the measuring process -----------------------------------------------------------------

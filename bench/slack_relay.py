@@ -112,6 +112,7 @@ from bench.relay import (
     token_of,
     wait_seen,
 )
+from bridge.httpserver import HttpServer
 from connectors.matrix.config import DEFAULT_GHOST_PREFIX
 from connectors.matrix.ghosts import Ghosts
 from tests.fakes.slack import SlackEmulator
@@ -177,14 +178,12 @@ async def serve_emulator(ack_timeout: float) -> None:
                 answer |= {"acked_at": acked_at, "attempts": attempts, "dropped_tokens": dropped}
             return web.json_response(answer)
 
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_post("/post", post)
-        app.router.add_get("/stats", stats)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        control = HttpServer("127.0.0.1", 0, max_body=64 * 1024 * 1024)
+        control.app.router.add_post("/post", post)
+        control.app.router.add_get("/stats", stats)
+        _, port = await control.start()
         info = {
-            "control": f"http://127.0.0.1:{runner.addresses[0][1]}",
+            "control": f"http://127.0.0.1:{port}",
             "api_url": emu.base_url,
             "bot_token": emu.bot_token,
             "app_token": emu.app_token,
@@ -193,7 +192,7 @@ async def serve_emulator(ack_timeout: float) -> None:
         }
         print(json.dumps(info), flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until the bench goes
-        await runner.cleanup()
+        await control.stop()
 
 
 @dataclass
