@@ -30,7 +30,7 @@ from bridge.httpserver import HttpServer
 
 log = logging.getLogger("switchboard.media")
 SIGNATURE_HEX = 32  # 128 bits of HMAC-SHA256
-MAX_BODY = 1024
+MAX_BODY = 1024  # GET only: no request to this server has a body worth reading
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -58,7 +58,6 @@ class MediaServer:
         self.links = links
         self.archive = archive
         self.host, self.port = host, port
-        # GET only: no request has a body worth reading.
         self._http = HttpServer(host, port, max_body=MAX_BODY)
         self._http.app.router.add_get("/media/{seq:[0-9]+}/{sha256}/{signature}/{name}", self._file)
 
