@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import sqlalchemy as sa
 import yaml
 from nio import (
     AsyncClient,
@@ -74,6 +76,65 @@ def alice_and_bob(alice_mxid: str, bob_nick: str) -> dict[str, Any]:
             },
         ]
     }
+
+
+@dataclass(frozen=True)
+class Archived:
+    """One archive record as the survival tests count it."""
+
+    seq: int
+    kind: str
+    network: str
+    native_id: str
+    target_seq: int | None
+    text: str  # the searchable plain text
+    body: str  # the canonical JSON content (text, attachments), "" when purged
+    reason: str | None
+
+
+def archived(url: str) -> list[Archived]:
+    """Every record of the archive at `url` (SQLite or PostgreSQL) with its plain text, in seq order."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT r.seq, r.kind, r.network, r.native_id, r.target_seq, c.plain, c.body, r.reason"
+                    " FROM records r LEFT JOIN contents c ON c.seq = r.seq ORDER BY r.seq"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    return [Archived(r[0], r[1], r[2], r[3], r[4], r[5] or "", r[6] or "", r[7]) for r in rows]
+
+
+def irc_without_services() -> dict[str, str]:
+    """IRC options for a server without services accounts (ngircd): identity by nick, said explicitly
+    where the connector knows the setting."""
+    from connectors.irc.settings import OPTIONS
+
+    return {"identify": "nick"} if "identify" in OPTIONS else {}
+
+
+def verify_archive(config_path: Path) -> subprocess.CompletedProcess[str]:
+    """`switchboard archive verify` on the bridge's own config, as an auditor runs it."""
+    return switchboard("archive", "verify", "-c", str(config_path), timeout=600)
+
+
+async def put_transaction(
+    port: int, txn: str, events: list[dict[str, Any]], token: str, http: aiohttp.ClientSession | None = None
+) -> int:
+    """Push an appservice transaction to the bridge exactly as a homeserver does; return the status."""
+    url = f"http://127.0.0.1:{port}/_matrix/app/v1/transactions/{txn}"
+    headers = {"Authorization": f"Bearer {token}"}
+    if http is not None:
+        async with http.put(url, json={"events": events}, headers=headers) as reply:
+            return reply.status
+    async with (
+        aiohttp.ClientSession() as own,
+        own.put(url, json={"events": events}, headers=headers) as reply,
+    ):
+        return reply.status
 
 
 def unique(prefix: str) -> str:
@@ -234,6 +295,23 @@ class MatrixUser:
         assert hasattr(resp, "chunk"), resp
         out = [e.source for e in resp.chunk if e.source.get("type") in ("m.room.message", "m.room.redaction")]
         return list(reversed(out))
+
+    async def history(self, room_id: str) -> list[dict[str, Any]]:
+        """Every message and redaction event of the room, oldest first (paged, however many)."""
+        assert self.client
+        out: list[dict[str, Any]] = []
+        start: str | None = None
+        while True:
+            resp = await self.client.room_messages(
+                room_id, start=start, direction=MessageDirection.back, limit=1000
+            )
+            assert hasattr(resp, "chunk"), resp
+            out += [
+                e.source for e in resp.chunk if e.source.get("type") in ("m.room.message", "m.room.redaction")
+            ]
+            if not resp.chunk or not resp.end or resp.end == start:
+                return list(reversed(out))
+            start = resp.end
 
     async def wait_for(
         self, room_id: str, ready: Callable[[list[dict[str, Any]]], bool], timeout: float, what: str
