@@ -85,6 +85,7 @@ class Archived:
     seq: int
     kind: str
     network: str
+    room: str
     native_id: str
     target_seq: int | None
     text: str  # the searchable plain text
@@ -99,13 +100,13 @@ def archived(url: str) -> list[Archived]:
         with engine.connect() as conn:
             rows = conn.execute(
                 sa.text(
-                    "SELECT r.seq, r.kind, r.network, r.native_id, r.target_seq, c.plain, c.body, r.reason"
+                    "SELECT r.seq, r.kind, r.network, r.room, r.native_id, r.target_seq, c.plain, c.body, r.reason"
                     " FROM records r LEFT JOIN contents c ON c.seq = r.seq ORDER BY r.seq"
                 )
             ).all()
     finally:
         engine.dispose()
-    return [Archived(r[0], r[1], r[2], r[3], r[4], r[5] or "", r[6] or "", r[7]) for r in rows]
+    return [Archived(r[0], r[1], r[2], r[3], r[4], r[5], r[6] or "", r[7] or "", r[8]) for r in rows]
 
 
 def irc_without_services() -> dict[str, str]:
