@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import signal
 import sqlite3
 import subprocess
@@ -136,6 +137,14 @@ async def put_transaction(
         own.put(url, json={"events": events}, headers=headers) as reply,
     ):
         return reply.status
+
+
+def seeded(what: str) -> random.Random:
+    """A random generator for a generated run, its seed printed (and taken from SWITCHBOARD_SEED
+    when set), so a failure can be repeated exactly."""
+    value = int(os.environ.get("SWITCHBOARD_SEED") or random.randrange(2**32))
+    print(f"{what}: seed {value} (SWITCHBOARD_SEED={value} repeats it)")
+    return random.Random(value)
 
 
 def unique(prefix: str) -> str:

@@ -44,6 +44,7 @@ from tests.e2e.harness import (
     archived,
     irc_without_services,
     put_transaction,
+    seeded,
     switchboard,
     unique,
     verify_archive,
@@ -529,9 +530,7 @@ STORM = {  # network: (senders, texts, replies, edits, files or emotes)  = 1,000
 async def test_kill_storm_loses_and_doubles_nothing(
     synapse: SynapseSession, ircd: Ngircd, tmp_path: Path
 ) -> None:
-    seed = random.randrange(2**32)
-    print(f"kill storm seed {seed}")
-    rnd = random.Random(seed)
+    rnd = seeded("kill storm")
     async with three_way(
         synapse, ircd, tmp_path, f"sqlite:///{tmp_path / 'archive.db'}", (4, 2, 2)
     ) as portal:
@@ -599,9 +598,7 @@ async def unacked_while(portal: Portal, since: float) -> list[str]:
 async def test_postgres_restarted_mid_stream_loses_and_doubles_nothing(
     synapse: SynapseSession, ircd: Ngircd, tmp_path: Path
 ) -> None:
-    seed = random.randrange(2**32)
-    print(f"postgres restart seed {seed}")
-    rnd = random.Random(seed)
+    rnd = seeded("postgres restart")
     with postgres.private_cluster() as cluster:
         async with three_way(synapse, ircd, tmp_path, cluster.url, (2, 2, 2)) as portal:
             items = plan_stream(portal.run, rnd, STEADY)
@@ -682,9 +679,7 @@ def fill(disk: Path) -> Path:
 async def test_a_full_disk_holds_every_source_until_space_returns(
     synapse: SynapseSession, ircd: Ngircd, tmp_path: Path
 ) -> None:
-    seed = random.randrange(2**32)
-    print(f"disk full seed {seed}")
-    rnd = random.Random(seed)
+    rnd = seeded("disk full")
     with small_disk(tmp_path / "disk", 24) as disk:
         url = f"sqlite:///{disk / 'archive.db'}"
         async with three_way(synapse, ircd, tmp_path, url, (2, 2, 2)) as portal:
