@@ -554,10 +554,12 @@ async def test_kill_storm_loses_and_doubles_nothing(
         verdict = assert_survived(stream, t, KILLS)
         assert verdict.irc_heard >= 60  # enough IRC lines were heard for the IRC promises to be tested
         assert len(stream.edits) >= 20  # edits were made, and checked against their originals above
-        # The kills hit work in flight: restarts found committed messages still to deliver.
-        resumed = re.findall(r"resuming (\d+) undelivered", portal.bridge.log_text())
-        print(f"restarts that resumed undelivered messages: {len(resumed)}, {sum(map(int, resumed))} in all")
-        assert len(resumed) >= KILLS // 4
+        # The kills hit a flowing stream: Slack had to deliver late, or again, what each outage missed.
+        late = sum(
+            1 for p in portal.emu.delivery.pending.values() if any(a.retry_attempt for a in p.attempts)
+        )
+        print(f"Slack events delivered late or again because of the kills: {late}")
+        assert late >= KILLS
         assert portal.bridge.starts == KILLS + 1
         assert_verifies(portal)
         print(

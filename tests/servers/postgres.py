@@ -44,8 +44,14 @@ def database() -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-INITDB = Path("/usr/lib/postgresql/15/bin/initdb")
-PG_CTL = INITDB.with_name("pg_ctl")
+def _server_binaries() -> Path:
+    """Debian's PostgreSQL server programs, the newest installed version's."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
+
+
+BIN = _server_binaries()
+INITDB, PG_CTL = BIN / "initdb", BIN / "pg_ctl"
 
 
 @dataclass
