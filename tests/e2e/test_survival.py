@@ -620,9 +620,8 @@ async def test_postgres_restarted_mid_stream_loses_and_doubles_nothing(
                     status = await put_transaction(synapse.bridge_port, txn, [event], synapse.hs_token)
                     assert status >= 500, f"a transaction was answered {status} while the archive was down"
                     probes.append((txn, event))
-                    assert await unacked_while(portal, down + 1) == [
-                        e["event_id"] for e in portal.emu.events if e["event_time"] >= down + 1
-                    ]
+                    waiting = [e["event_id"] for e in portal.emu.events if e["event_time"] >= down + 1]
+                    assert waiting and await unacked_while(portal, down + 1) == waiting
                     await asyncio.to_thread(cluster.start)
                 await sending
             finally:
