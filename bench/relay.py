@@ -423,6 +423,7 @@ class Bench:
                     "host": "127.0.0.1",
                     "port": self.ircd.port,
                     "nick": RELAY_NICK,
+                    "identify": "nick",  # ngircd has no services accounts
                     "flood_burst": self.args.flood_burst,
                     "flood_rate": self.args.flood_rate,
                 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -12,10 +13,14 @@ from pathlib import Path
 import yaml
 
 from bridge.archive.commands import add_archive_commands
+from bridge.archive.private import UMASK
 from bridge.clikit import EXIT_FAIL, EXIT_OK, EXIT_USAGE, UsageError, add_config_arg, load_or_fail
 from bridge.config import ConfigError
 from bridge.directory.commands import add_directory_commands
+from bridge.secrets import install_redaction, redact
 from bridge.yamlsource import SourceError
+
+log = logging.getLogger("switchboard")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,24 +70,32 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _setup_logging(level: str) -> None:
+def _setup_logging() -> None:
+    """stderr, warnings and worse until `run` sets the config's level; URL passwords masked from
+    the first line on, the config's secrets from when it is loaded."""
     logging.basicConfig(
-        level=getattr(logging, level, logging.INFO),
+        level=logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)  # migration chatter on every start
+    install_redaction()
 
 
 def _run(args: argparse.Namespace) -> int:
     from bridge.app import StartupError, run_bridge
 
     config = load_or_fail(args)
-    _setup_logging(config.log_level)
+    logging.getLogger().setLevel(getattr(logging, config.log_level, logging.INFO))
+    log.info("archive: %s", config.archive.url)  # where the records go; its password is masked
     try:
         asyncio.run(run_bridge(config))
     except StartupError as exc:
-        print(f"switchboard: cannot start: {exc}", file=sys.stderr)
+        print(redact(f"switchboard: cannot start: {exc}"), file=sys.stderr)
+        return EXIT_FAIL
+    except Exception:
+        # Through the log, not Python's own traceback printer, so its secrets are masked too.
+        log.critical("the bridge stopped on an unexpected error", exc_info=True)
         return EXIT_FAIL
     return EXIT_OK
 
@@ -116,6 +129,7 @@ def _check(args: argparse.Namespace) -> int:
             parse_options(config.directory.options)
         except LdapConfigError as exc:
             key, _, problem = str(exc).partition(" ")
+            key = key.removesuffix(":")
             if key.startswith("directory.") and config.source:  # name the line too
                 raise ConfigError([config.source.error(key, problem)]) from None
             raise UsageError(f"{config.file}: directory: {exc}") from None
@@ -144,15 +158,25 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Whatever the caller's umask: the archive, keys, checkpoint log and exports are the user's alone.
+    umask = os.umask(UMASK)
+    try:
+        return _main(argv)
+    finally:
+        os.umask(umask)  # for a caller that runs the command in its own process
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    _setup_logging()
     args = _parser().parse_args(argv)
     try:
         return args.handler(args)
-    except ConfigError as exc:
+    except ConfigError as exc:  # a problem may quote a value, such as a URL with its password
         for problem in exc.problems:
-            print(f"switchboard: {problem}", file=sys.stderr)
+            print(redact(f"switchboard: {problem}"), file=sys.stderr)
         return EXIT_USAGE
     except UsageError as exc:
-        print(f"switchboard: {exc}", file=sys.stderr)
+        print(redact(f"switchboard: {exc}"), file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

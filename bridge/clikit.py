@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from bridge.codec import timestamp
 from bridge.config import Config, load_config
+from bridge.secrets import install_redaction, secret_values
 from bridge.yamlsource import SourceError
 
 DEFAULT_CONFIG = "switchboard.yaml"
@@ -24,11 +25,15 @@ def add_config_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def load_or_fail(args: argparse.Namespace) -> Config:
-    """The config named by -c; a problem becomes a UsageError (ConfigError passes through)."""
+    """The config named by -c; a problem becomes a UsageError (ConfigError passes through).
+
+    From here on the config's secrets are masked in every log line (bridge/secrets.py)."""
     try:
-        return load_config(args.config)
+        config = load_config(args.config)
     except SourceError as exc:
         raise UsageError(str(exc)) from None
+    install_redaction(secret_values(config))
+    return config
 
 
 def parse_when(text: str | None, flag: str) -> str | None:

@@ -1,7 +1,9 @@
 """JSON forms of core values, for the archive and the durable outbox.
 
 `canonical` is the one byte encoding that hashes are taken over: sorted keys,
-no spaces, UTF-8. Changing it would break every stored proof.
+no spaces, UTF-8. Changing it would break every stored proof. Text is kept as
+sent, so a lone surrogate (JSON can carry `"\ud800"`, UTF-8 cannot) is written
+as its JSON escape: the bytes are valid UTF-8 and read back as the same string.
 """
 
 from __future__ import annotations
@@ -12,11 +14,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bridge.model import Attachment, Outbound, Sender
-from bridge.text import Span, Text
+from bridge.text import LONE_SURROGATE, Span, Text
 
 
 def canonical(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # only a string can hold a surrogate, so the escape lands in one
+        return LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode("utf-8")
 
 
 def timestamp(moment: datetime) -> str:
@@ -35,6 +41,8 @@ def text_to_json(text: Text) -> dict[str, Any]:
     for s in text.spans:
         d: dict[str, Any] = {"kind": s.kind, "start": s.start, "end": s.end}
         d.update({k: v for k, v in (("url", s.url), ("network", s.network), ("user", s.user)) if v})
+        if s.broadcast:
+            d["broadcast"] = True
         spans.append(d)
     return {"plain": text.plain, "spans": spans}
 

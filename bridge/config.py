@@ -40,6 +40,7 @@ DIRECTORY_KEYS = {
     "refresh_seconds": Option((int, float), default=60),
     "url": Option(str),
     "starttls": Option(bool, default=False),
+    "allow_insecure": Option(bool, default=False, help="allow a password bind over plain ldap://"),
     "bind_dn": Option(str),
     "bind_password": Option(str),
     "people_base": Option(str),
@@ -55,6 +56,7 @@ DIRECTORY_KEYS = {
 ARCHIVE_KEYS = {
     "url": Option(str, default="sqlite:///switchboard-archive.db"),
     "signing_key": Option(str),
+    "public_key": Option(str, help="what `archive verify` trusts: a .pub file or 64 hex digits"),
     "checkpoint_every": Option(int, default=1000),
     "checkpoint_seconds": Option((int, float), default=60),
     "checkpoint_log": Option(str, help="a file on other storage that every signed checkpoint is appended to"),
@@ -117,6 +119,7 @@ class ArchiveConfig:
     checkpoint_seconds: float
     retention: Mapping[str, Any]
     checkpoint_log: Path | None = None  # every signed checkpoint is appended here too
+    public_key: str | None = None  # hex, or the path of a .pub file: the key verify trusts
     instance: str = ""  # this process among several sharing one archive; "" when alone
 
 
@@ -320,6 +323,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
             retention=archive["retention"] or {},
             checkpoint_log=checkpoint_log,
             instance=archive["instance"],
+            public_key=_public_key(loader, archive["public_key"]),
         ),
         policy=policy_set,
         rooms=rooms,
@@ -397,6 +401,14 @@ def _archive_url(loader: _Loader, url: str) -> str:
     if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", url):
         loader.problem("archive.url", f"must be a sqlite:/// or postgresql+psycopg:// URL, not '{url}'")
     return url
+
+
+def _public_key(loader: _Loader, value: str | None) -> str | None:
+    if not value:
+        return None
+    if re.fullmatch(r"[0-9a-fA-F]{64}", value.strip()):
+        return value.strip().lower()
+    return str(loader.resolve_path(value))
 
 
 def _check_retention(loader: _Loader, path: str, value: Any) -> None:

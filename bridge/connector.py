@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import random
 import time
@@ -21,6 +22,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, ClassVar, Protocol
+from urllib.parse import urlsplit
 
 from bridge.model import Event, Outbound, Receipt
 
@@ -34,6 +36,9 @@ class Capabilities:
     threads: bool = False
     files: bool = False
     per_sender_display: bool = False  # can post under each sender's own name
+    # Can show a reaction as one, made by the reacting person's own user; elsewhere the router
+    # sends a short line (`* Alice Smith reacted 👍 to "…"`).
+    reactions: bool = False
     max_message_bytes: int = 0  # 0: no limit the core must care about
 
 
@@ -43,6 +48,28 @@ def parse_listen(listen: str, where: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise ValueError(f"{where}: expected host:port, got {listen!r}")
     return host.removeprefix("[").removesuffix("]"), int(port)
+
+
+def cleartext_problem(url: str, where: str, carries: str) -> str | None:
+    """Why sending `carries` (a token, a password) to `url` would expose it, or None.
+
+    Plain http is accepted only to a loopback address, where nothing crosses a wire; a
+    connector lets its `allow_insecure: true` override this and says so in the message.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        return None
+    host = parts.hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return None
+    return (
+        f"{where}: {carries} would cross the network in clear text to {host}: use https:// "
+        "(or set allow_insecure: true to accept that)"
+    )
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,17 @@ def _write_sandbox(root: Path, homeserver: str, irc_port: int, bridge_port: int,
                 "aliases": [ROOM_ALIAS.replace(".", "\\.")],
             },
         },
-        "networks": {"irc": {"type": "irc", "host": "127.0.0.1", "port": irc_port, "nick": "switchboard"}},
+        # The sandbox's IRC server has no services accounts: senders are mapped by nick,
+        # and every IRC message is archived flagged unverified_identity.
+        "networks": {
+            "irc": {
+                "type": "irc",
+                "host": "127.0.0.1",
+                "port": irc_port,
+                "nick": "switchboard",
+                "identify": "nick",
+            }
+        },
         # Anyone may join the sandbox from IRC; unknown nicks are relayed and flagged.
         "directory": {"type": "yaml", "path": "directory.yaml", "unmapped": "relay", "refresh_seconds": 5},
         "archive": {
@@ -146,7 +156,8 @@ def _print_welcome(root: Path, homeserver: str, irc_port: int, irc_kind: str, se
         f"  IRC      {irc_kind} at 127.0.0.1:{irc_port}, channel {CHANNEL}",
         f"           e.g.  irssi -c 127.0.0.1 -p {irc_port} -n alice   then  /join {CHANNEL}",
         "",
-        "  Nick 'alice' shows as Alice Smith (E1001); other nicks are relayed and flagged as unmapped.",
+        "  Nick 'alice' shows as Alice Smith (E1001), flagged unverified_identity (this IRC server has no",
+        "  services accounts); other nicks are relayed and flagged as unmapped.",
         "  A file posted on Matrix reaches IRC as a link to the bridge's archived copy.",
         f"  Archive: switchboard archive search --as E0001 -c {root / 'switchboard.yaml'}",
         f"           switchboard archive verify -c {root / 'switchboard.yaml'}",

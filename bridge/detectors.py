@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 
 # 13-19 digits, single spaces or dashes allowed between them (4111 1111 1111 1111, 4111-1111-…).
-_CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d])")
+_CARD = re.compile(r"(?<!\d)(?<!\d-)\d(?:[ -]?\d){12,18}(?![\d])")
 
 
 def luhn_ok(digits: str) -> bool:

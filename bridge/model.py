@@ -7,9 +7,10 @@ gave them, so they can be mapped back later.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from bridge.text import Text
 
@@ -86,6 +87,11 @@ class Message:
     # What the connector noticed while capturing (e.g. `format_fallback`, `unverified_identity`,
     # `caught_up`); archived with the record's flags, beside the policy rules that flagged it.
     flags: tuple[str, ...] = ()
+    # The network's own content, archived as sent, when `text` shows only part of it (a
+    # location, a poll, a message type the connector does not know): nothing a person sent
+    # is lost to the bridge's reading of it.
+    native: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+    relay: bool = True  # False: archived only (a poll vote), relayed nowhere
 
 
 @dataclass(frozen=True)
@@ -113,9 +119,32 @@ class Delete:
     # What the connector noticed while capturing (e.g. `format_fallback`, `unverified_identity`,
     # `caught_up`); archived with the record's flags, beside the policy rules that flagged it.
     flags: tuple[str, ...] = ()
+    # The source network lets the sender delete others' messages here (Matrix: their power
+    # level reaches the room's `redact`; Slack reports only deletions it allowed). Without
+    # it, the router relays a delete only from the deleted message's own sender.
+    moderator: bool = False
 
 
-Event = Message | Edit | Delete
+@dataclass(frozen=True)
+class Reaction:
+    """A person reacting to a message with an emoji, or taking that reaction back.
+
+    `key` is the Unicode emoji where the network's shortcode is known (Slack's `thumbsup`
+    becomes 👍), else the network's own form (`:party-parrot:`, or any text Matrix allows).
+    """
+
+    network: str
+    room: str
+    native_id: str
+    sender: RemoteUser
+    target_native_id: str
+    key: str
+    occurred_at: datetime
+    removed: bool = False
+    flags: tuple[str, ...] = ()
+
+
+Event = Message | Edit | Delete | Reaction
 
 
 @dataclass(frozen=True)
@@ -143,8 +172,8 @@ class Outbound:
     seq: int
     room: str
     sender: Sender
-    kind: Literal["message", "edit", "delete"]
-    text: Text
+    kind: Literal["message", "edit", "delete", "reaction"]
+    text: Text  # for a reaction: its key (the emoji)
     message_kind: MessageKind = "text"
     target_native_id: str | None = None
     reply_to_native_id: str | None = None

@@ -5,21 +5,32 @@ tested exhaustively and the router stays a thin pipeline. Checks run in a
 fixed order and the first refusal names its rule:
 
 1. the sender: unknown (`unmapped`), disabled (`disabled`);
-2. the sender's own network: group access (`groups:<net>`), files (`files:<net>`);
-3. each destination: group access, files and their size, data-loss rules.
+2. an edit or delete: its target must be archived (`unknown_target`); an edit
+   must come from the target's sender, a delete from its sender or from
+   someone the source network lets delete others' messages (`not_author`);
+3. the sender's own network: group access (`groups:<net>`), files (`files:<net>`);
+4. each destination: group access, files and their size, data-loss rules.
 
-A destination refused by step 3 is *withheld*; the event still goes to the
-others. When every destination is refused the event is blocked.
+A destination refused by step 4 is *withheld*; the event still goes to the
+others. When every destination is refused the event is blocked. Files refused
+(by step 3 or 4) do not refuse a message that has words: it goes without them,
+and its files are withheld (`files_withheld`) from those destinations.
+
+Data-loss rules read what a reader can reach, not only what is shown: the
+text, every link target and attachment names, after NFKC and with format
+characters (zero-width spaces, soft hyphens, bidi controls) removed.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
+from urllib.parse import unquote
 
-from bridge.model import Edit, Event, Identity, Message, Portal
+from bridge.model import Delete, Edit, Event, Identity, Message, Portal, Reaction
 
 
 @dataclass(frozen=True)
@@ -54,12 +65,14 @@ class Rule:
     detector: Callable[[str], bool] | None = None
 
     def matches(self, text: str) -> bool:
+        """Whether `text`, as `readable` gives it, holds what this rule looks for."""
         if self.detector is not None and self.detector(text):
             return True
         if self.pattern is not None and self.pattern.search(text):
             return True
         lowered = text.casefold()
-        return any(word.casefold() in lowered for word in self.keywords)
+        # Keywords are read in the form the text is: a full-width keyword still finds its word.
+        return any(normalised(word).casefold() in lowered for word in self.keywords)
 
     def applies_to(self, network: str) -> bool:
         return self.networks is None or network in self.networks
@@ -104,6 +117,7 @@ class Decision:
     reason: str = ""
     flags: tuple[str, ...] = ()
     withheld: Mapping[str, Refusal] = field(default_factory=dict)  # destination network -> why
+    files_withheld: Mapping[str, Refusal] = field(default_factory=dict)  # gets the words, not the files
 
     @property
     def blocked(self) -> bool:
@@ -111,6 +125,33 @@ class Decision:
 
 
 RELAY = Decision("relay")
+
+
+@dataclass(frozen=True)
+class Target:
+    """The archived message an edit or delete names: who sent it."""
+
+    network: str
+    sender: str  # native id on `network`
+    name: str  # as a reason names them
+
+
+def readable(event: Event) -> str:
+    """Everything of `event` a reader can reach, in the form data-loss rules read it."""
+    parts: list[str] = []
+    if isinstance(event, Message | Edit):
+        parts.append(event.text.plain)
+        parts.extend(unquote(s.url) for s in event.text.spans if s.url)
+    if isinstance(event, Message):
+        parts.extend(a.name for a in event.attachments)
+    if isinstance(event, Reaction):
+        parts.append(event.key)  # a Matrix reaction key is free text
+    return normalised("\n".join(parts))
+
+
+def normalised(text: str) -> str:
+    """NFKC (full-width digits become digits) without format characters (category Cf)."""
+    return "".join(ch for ch in unicodedata.normalize("NFKC", text) if unicodedata.category(ch) != "Cf")
 
 
 def _group_refusal(identity: Identity | None, policy: NetworkPolicy, network: str) -> Refusal | None:
@@ -142,10 +183,35 @@ def _file_refusal(event: Event, policy: NetworkPolicy, network: str, direction: 
     return None
 
 
+def _authorship_refusal(identity: Identity | None, event: Event, target: Target | None) -> Refusal | None:
+    if not isinstance(event, Edit | Delete):
+        return None
+    what = "edits" if isinstance(event, Edit) else "deletes"
+    if target is None:
+        return Refusal("unknown_target", f"the message it {what} is not in the archive")
+    if (target.network, target.sender) == (event.network, event.sender.native_id):
+        return None
+    if isinstance(event, Delete) and event.moderator:
+        return None
+    who = identity.name if identity else event.sender.native_id
+    if isinstance(event, Edit):
+        return Refusal("not_author", f"{who} may not edit a message sent by {target.name}")
+    return Refusal(
+        "not_author",
+        f"{who} may not delete a message sent by {target.name} (only its sender or a moderator may)",
+    )
+
+
 def decide(
-    policy: PolicySet, identity: Identity | None, portal: Portal, event: Event, destinations: tuple[str, ...]
+    policy: PolicySet,
+    identity: Identity | None,
+    portal: Portal,
+    event: Event,
+    destinations: tuple[str, ...],
+    target: Target | None = None,
 ) -> Decision:
-    """The decision for one inbound event, before it is archived."""
+    """The decision for one inbound event, before it is archived; `target` is the archived
+    message an edit or delete names (None: the archive does not have it)."""
     flags: list[str] = []
     if identity is None:
         if policy.unmapped == "deny":
@@ -158,29 +224,42 @@ def decide(
     elif not identity.enabled:
         return Decision("block", rule="disabled", reason=f"{identity.name} is disabled in the directory")
 
+    # Words to send without the files: without them, a refused file refuses the whole message.
+    has_words = isinstance(event, Message) and bool(event.text.plain.strip())
     source = policy.for_network(portal.id, event.network)
-    refusal = _group_refusal(identity, source, event.network) or _file_refusal(
-        event, source, event.network, "from"
-    )
+    source_files = _file_refusal(event, source, event.network, "from")
+    refusal = _authorship_refusal(identity, event, target) or _group_refusal(identity, source, event.network)
+    if refusal is None and source_files and not has_words:
+        refusal = source_files
     if refusal:
         return Decision("block", rule=refusal.rule, reason=refusal.reason, flags=tuple(flags))
 
-    text = event.text.plain if isinstance(event, Message | Edit) else ""
+    text = readable(event)
     rules = policy.rules_for(portal.id)
     matched = [rule for rule in rules if text and rule.matches(text)]
     flags.extend(rule.name for rule in matched if rule.action == "flag")
     withheld: dict[str, Refusal] = {}
+    files_withheld: dict[str, Refusal] = {}
     for network in destinations:
         dest = policy.for_network(portal.id, network)
-        refusal = _group_refusal(identity, dest, network) or _file_refusal(event, dest, network, "to")
+        refusal = _group_refusal(identity, dest, network)
+        file_refusal = None if refusal else source_files or _file_refusal(event, dest, network, "to")
+        if file_refusal and not has_words:
+            refusal = file_refusal
         if refusal is None:
-            for rule in matched:
-                if rule.action == "block" and rule.applies_to(network):
-                    refusal = Refusal(rule.name, f"it matches the data-loss rule '{rule.name}'")
-                    break
+            refusal = next(
+                (
+                    Refusal(rule.name, f"it matches the data-loss rule '{rule.name}'")
+                    for rule in matched
+                    if rule.action == "block" and rule.applies_to(network)
+                ),
+                None,
+            )
         if refusal:
             withheld[network] = refusal
+        elif file_refusal:
+            files_withheld[network] = file_refusal
     if destinations and len(withheld) == len(destinations):
         first = withheld[destinations[0]]
         return Decision("block", rule=first.rule, reason=first.reason, flags=tuple(flags), withheld=withheld)
-    return Decision("relay", flags=tuple(flags), withheld=withheld)
+    return Decision("relay", flags=tuple(flags), withheld=withheld, files_withheld=files_withheld)

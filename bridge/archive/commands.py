@@ -15,10 +15,15 @@ from typing import Any
 
 from bridge.clikit import EXIT_FAIL, EXIT_OK, UsageError, add_config_arg, load_or_fail, parse_when
 from bridge.codec import parse_timestamp
-from bridge.config import Config
+from bridge.config import Config, ConfigError
+from bridge.terminal import visible
 
 ACTOR_ENV = "SWITCHBOARD_ACTOR"
 FORMATS = ("jsonl", "csv", "eml", "rsmf")
+NO_KEY = (
+    "archive verify needs the archive's public key from outside the database: set archive.public_key "
+    "(the .pub file `archive keygen` wrote, kept off the database host) or pass --key FILE"
+)
 
 
 def _parser(sub: Any, name: str, help: str, description: str, examples: list[str]) -> argparse.ArgumentParser:
@@ -79,18 +84,23 @@ def add_archive_commands(sub: Any) -> None:
         "verify",
         "prove the archive (or an export bundle) is intact",
         "Recompute every record's hash, the Merkle tree and every signed checkpoint. Exit 0 when "
-        "intact, 1 naming the first seq where the proof fails. The log must also extend every "
-        "checkpoint kept outside the database (archive.checkpoint_log, --against). --bundle checks "
-        "an export offline.",
+        "intact, 1 naming the first seq where the proof fails. Checkpoints must be signed by the "
+        "public key in archive.public_key or --key, never one the database (or bundle) names itself. "
+        "The log must also extend every checkpoint kept outside the database (archive.checkpoint_log, "
+        "which must exist once anything is signed, and --against). --bundle checks an export offline.",
         [
             "switchboard archive verify -c switchboard.yaml",
             "switchboard archive verify -c switchboard.yaml --against /mnt/worm/checkpoints.jsonl",
-            "switchboard archive verify --bundle ./export-2026-11",
+            "switchboard archive verify --bundle ./export-2026-11 --key archive-signing.key.pub",
         ],
     )
     add_config_arg(verify)
     verify.add_argument("--bundle", type=Path, metavar="PATH", help="an export directory to check offline")
-    verify.add_argument("--key", help="the archive's public key (hex, or a .pub file) to trust")
+    verify.add_argument(
+        "--key",
+        metavar="FILE",
+        help="the archive's public key to trust: a .pub file or 64 hex digits (default archive.public_key)",
+    )
     verify.add_argument(
         "--against",
         type=Path,
@@ -269,7 +279,14 @@ def _opened(config: Config, need_signer: bool = False) -> Iterator[Any]:
             ) from None
     elif need_signer:
         raise UsageError("archive.signing_key is not set: exports are signed with it (see `archive keygen`)")
-    store = ArchiveStore(url, signer, config.archive.checkpoint_every, config.archive.checkpoint_seconds)
+    # Every process that signs writes the witness too: holds, purges, reviews and exports sign.
+    store = ArchiveStore(
+        url,
+        signer,
+        config.archive.checkpoint_every,
+        config.archive.checkpoint_seconds,
+        config.archive.checkpoint_log,
+    )
     try:
         store.migrate()
         yield store
@@ -299,8 +316,10 @@ def _search(args: argparse.Namespace) -> int:
                 who = record["name"] or record["sender"]
                 text = "[purged]" if record["purged"] else (record["text"] or "").replace("\n", " ")
                 print(
-                    f"{record['seq']:>7} {record['occurred_at'][:19]} {record['kind']:<12} "
-                    f"{record['network']:<8} {record['portal']:<12} {who}: {text}"
+                    visible(
+                        f"{record['seq']:>7} {record['occurred_at'][:19]} {record['kind']:<12} "
+                        f"{record['network']:<8} {record['portal']:<12} {who}: {text}"
+                    )
                 )
     return EXIT_OK
 
@@ -329,14 +348,33 @@ def _conversation(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _trusted_key(text: str | None) -> str | None:
-    if not text:
-        return None
+def _trusted_key(text: str) -> str:
+    """64 hex digits, given as such or in a file (a .pub); ValueError saying what it is not."""
     path = Path(text)
-    value = path.read_text().strip() if path.is_file() else text.strip()
+    try:
+        value = path.read_text().strip() if path.is_file() else text.strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
     if not re.fullmatch(r"[0-9a-fA-F]{64}", value):
-        raise UsageError(f"--key: '{text}' is neither a 64-digit hex public key nor a .pub file holding one")
+        raise ValueError(f"'{text}' is neither a 64-digit hex public key nor a file holding one")
     return value.lower()
+
+
+def _pinned_key(args: argparse.Namespace, config: Config | None) -> str:
+    """The key verify trusts: --key, else archive.public_key; never one the data names itself."""
+    if args.key:
+        try:
+            return _trusted_key(args.key)
+        except ValueError as exc:
+            raise UsageError(f"--key: {exc}") from None
+    if config is None or not config.archive.public_key:
+        raise UsageError(NO_KEY)
+    try:
+        return _trusted_key(config.archive.public_key)
+    except ValueError as exc:
+        if config.source is None:
+            raise UsageError(f"archive.public_key: {exc}") from None
+        raise ConfigError([config.source.error("archive.public_key", str(exc))]) from None
 
 
 def _witnessed(path: Path, where: str = "--against") -> list[Any]:
@@ -358,14 +396,15 @@ def _witnessed(path: Path, where: str = "--against") -> list[Any]:
 def _verify(args: argparse.Namespace) -> int:
     from bridge.archive.progress import ProgressBar
 
-    trusted = _trusted_key(args.key)
     bar = ProgressBar("verify")
     if args.bundle is not None:
         from bridge.archive.export.check import verify_bundle
 
         if not args.bundle.is_dir():
             raise UsageError(f"--bundle: {args.bundle} is not a directory")
-        bundle = verify_bundle(args.bundle, trusted, bar)
+        # A bundle names the key it was signed with; only a key from elsewhere makes it the archive's.
+        config = load_or_fail(args) if args.key is None and Path(args.config).is_file() else None
+        bundle = verify_bundle(args.bundle, _pinned_key(args, config), bar)
         bar.close()
         if bundle.failure:
             print(bundle.failure)
@@ -376,22 +415,28 @@ def _verify(args: argparse.Namespace) -> int:
         )
         return EXIT_OK
 
-    from bridge.archive.signing import Signer
+    from bridge.archive.checkpoints import signed_size
     from bridge.archive.verify import verify_archive
 
     config = load_or_fail(args)
+    trusted = _pinned_key(args, config)
     key = config.archive.signing_key
-    if trusted is None and key is not None:
-        pub = key.with_name(key.name + ".pub")
-        if pub.is_file():
-            trusted = _trusted_key(str(pub))
-        elif key.is_file():
-            trusted = Signer.load(key).public_key
     witnessed = [cp for path in args.against for cp in _witnessed(path)]
     log = config.archive.checkpoint_log
     if log is not None and log.exists():
         witnessed += _witnessed(log, "archive.checkpoint_log")
     with _opened(config) as store:
+        if log is not None and not log.exists():
+            with store.engine.connect() as conn:
+                signed = signed_size(conn)
+            if signed:
+                # Every checkpoint is appended there as it is signed: a log that is gone was
+                # removed, or its storage is not mounted; either way nothing witnesses the tail.
+                print(
+                    f"archive.checkpoint_log {log} is missing, though the archive has signed "
+                    f"{signed} records: it was removed or its storage is not mounted"
+                )
+                return EXIT_FAIL
         try:
             report = verify_archive(
                 store.engine,
@@ -410,11 +455,6 @@ def _verify(args: argparse.Namespace) -> int:
         f"archive intact: {report.records} records, {report.checkpoints} signed checkpoints "
         f"(up to seq {report.signed}), {report.purged} purged contents; key {keys}"
     )
-    if trusted is None and report.keys:
-        print(
-            "note: no trusted key given (--key or archive.signing_key): compare the key above",
-            file=sys.stderr,
-        )
     if report.signed < report.records:
         print(
             f"note: records {report.signed + 1}..{report.records} are not signed yet (next checkpoint)",
@@ -440,6 +480,11 @@ def _keygen(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot write {key}: {exc.strerror}") from None
     print(f"wrote {key} (keep it secret) and {key}.pub")
     print(f"public key: {signer.public_key}")
+    if config.archive.public_key is None:
+        print(
+            f"set archive.public_key: {key}.pub (and keep a copy off the database host): verify trusts it",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 
@@ -471,7 +516,7 @@ def _hold_list(args: argparse.Namespace) -> int:
         else:
             scope = f"employee {hold.employee}" if hold.employee else f"portal {hold.portal}"
             span = f" {hold.since or '…'} to {hold.until or '…'}" if hold.since or hold.until else ""
-            print(f"{hold.id:>7} {hold.placed_at[:19]} {scope}{span} by {hold.actor}: {hold.reason}")
+            print(visible(f"{hold.id:>7} {hold.placed_at[:19]} {scope}{span} by {hold.actor}: {hold.reason}"))
     return EXIT_OK
 
 

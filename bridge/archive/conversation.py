@@ -11,6 +11,7 @@ from sqlalchemy import Engine, select
 
 from bridge.archive.jsonform import attachments, kept, record_json
 from bridge.archive.schema import contents, records
+from bridge.terminal import visible
 
 CHAT_KINDS = ("message", "edit", "delete", "policy_block")
 
@@ -73,8 +74,9 @@ def _event_kind(record: dict[str, Any], attrs: str) -> str:
 
 
 def render(entry: Entry) -> Iterator[str]:
-    """Lines of text for one entry, as `switchboard archive conversation` prints them."""
-    m = entry.message
+    """Lines of text for one entry, as `switchboard archive conversation` prints them, with
+    whatever could act on a terminal escaped."""
+    m = _shown(entry.message)
     who = _who(m)
     text = _text(m)
     blocked = f" [blocked: {m.get('reason') or m.get('rule')}]" if m["kind"] == "policy_block" else ""
@@ -83,11 +85,21 @@ def render(entry: Entry) -> Iterator[str]:
     for a in m["attachments"]:
         where = "kept in the archive" if kept(a) else "not kept (only described)"
         yield f"        [file] {a['name']} ({a['mimetype']}, {a['size']} bytes) sha256 {a['sha256'][:12]}… {where}"
-    for e in entry.edits:
+    for e in map(_shown, entry.edits):
         yield f"    #{e['seq']:<6} edited {e['occurred_at'][11:19]} by {_who(e)}: {_text(e)}"
-    d = entry.deletion
+    d = _shown(entry.deletion) if entry.deletion else None
     if d:
         yield f"    #{d['seq']:<6} deleted {d['occurred_at'][11:19]} by {_who(d)} (the text above is kept)"
+
+
+def _shown(record: dict[str, Any]) -> dict[str, Any]:
+    def safe(value: Any, keep_newlines: bool = False) -> Any:
+        return visible(value, keep_newlines) if isinstance(value, str) else value
+
+    out = {k: safe(v, keep_newlines=k == "text") for k, v in record.items()}
+    out["flags"] = [safe(f) for f in record["flags"]]
+    out["attachments"] = [{k: safe(v) for k, v in a.items()} for a in record.get("attachments", ())]
+    return out
 
 
 def _who(record: dict[str, Any]) -> str:

@@ -34,6 +34,7 @@ RECORD_KINDS = (
     "message",
     "edit",
     "delete",
+    "reaction",
     "policy_block",
     "delivery",
     "hold",

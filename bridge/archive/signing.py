@@ -14,6 +14,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from bridge.archive import private
 from bridge.codec import canonical
 
 # Names what the signature is about, so it cannot be replayed as a signature over anything else.
@@ -91,13 +92,14 @@ class Signer:
         pub = path.with_name(path.name + ".pub")
         if pub.exists():
             raise FileExistsError(str(pub))
-        # O_EXCL: never replace a key, even one created between a check and this write.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as out:
+        # Exclusive creation: never replace a key, even one created between a check and this write.
+        with private.create(path) as out:
             out.write(pem)
             out.flush()
             os.fsync(out.fileno())
-        pub.write_text(signer.public_key + "\n")
+        # Anyone may read the public half; nobody else may write it: verify trusts what it says.
+        with private.create(pub, 0o644) as out:
+            out.write((signer.public_key + "\n").encode())
         return signer
 
     def sign_manifest(self, manifest: bytes) -> str:

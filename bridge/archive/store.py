@@ -35,9 +35,9 @@ from sqlalchemy import (
     update,
 )
 
-from bridge.archive import checkpoints, witness
+from bridge.archive import checkpoints, private, witness
 from bridge.archive.driver import DriverStatement, release
-from bridge.archive.hashing import content_sha256, leaf_hash
+from bridge.archive.hashing import column_text, content_sha256, leaf_hash
 from bridge.archive.schema import contents, files, idmap, outbox, records, state
 from bridge.archive.signing import Checkpoint, Signer
 from bridge.codec import canonical, parse_timestamp, timestamp
@@ -162,6 +162,23 @@ class Appended:
     outbox: tuple[OutboxRow, ...]
 
 
+# The record columns a network or the directory fills, with what each can hold.
+_FITTED = ("network", "room", "native_id", "portal", "sender", "sender_display", "rule", "reason")
+_LIMITS = {c: records.c[c].type.length for c in (*_FITTED, "name", "department")}
+
+
+def fitted(draft: RecordDraft) -> RecordDraft:
+    """`draft` with every text column as the database can hold it (`column_text`), so a NUL, a
+    lone surrogate or an over-long name from a hostile peer is archived instead of failing
+    the transaction over and over; the content keeps what was sent."""
+    changed = {}
+    for column in _FITTED:
+        value = getattr(draft, column)
+        if value is not None and (fit := column_text(value, _LIMITS[column])) != value:
+            changed[column] = fit
+    return replace(draft, **changed) if changed else draft
+
+
 def rows_for(
     draft: RecordDraft, seq: int, captured_at: datetime
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -169,8 +186,14 @@ def rows_for(
     content = None
     if draft.content is not None:
         body = canonical(draft.content).decode("utf-8")
-        content = {"seq": seq, "sha256": content_sha256(body), "body": body, "plain": draft.plain}
+        content = {
+            "seq": seq,
+            "sha256": content_sha256(body),
+            "body": body,
+            "plain": column_text(draft.plain),
+        }
     ident = draft.identity
+    name, department = (ident.name, ident.department) if ident else (None, None)
     row: dict[str, Any] = {
         "seq": seq,
         "kind": draft.kind,
@@ -183,8 +206,8 @@ def rows_for(
         "sender": draft.sender,
         "sender_display": draft.sender_display,
         "employee_id": ident.employee_id if ident else None,
-        "name": ident.name if ident else None,
-        "department": ident.department if ident else None,
+        "name": None if name is None else column_text(name, _LIMITS["name"]),
+        "department": None if department is None else column_text(department, _LIMITS["department"]),
         "target_seq": draft.target_seq,
         "flags": json.dumps(sorted(draft.flags)),
         "rule": draft.rule,
@@ -203,6 +226,7 @@ def kept_files(conn: Connection, seq: int) -> dict[str, bytes]:
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
+        private.prepare_sqlite(url)
         engine = create_engine(url, connect_args={"check_same_thread": False})
 
         @event.listens_for(engine, "connect")
@@ -336,6 +360,7 @@ class ArchiveStore:
         return seq
 
     def _append(self, conn: Connection, draft: RecordDraft, seq: int) -> None:
+        draft = fitted(draft)
         if draft.target_seq is None and draft.attrs.get("target_native_id"):
             # Edits, deletes and replies name their target natively; the log links them by seq.
             target = self._seq_for(conn, draft.network, draft.room, draft.attrs["target_native_id"])
@@ -364,6 +389,7 @@ class ArchiveStore:
         self, conn: Connection, draft: RecordDraft, deliveries: list[OutboxDraft]
     ) -> Appended | None:
         """`append` inside a `writing()` transaction (several events may share one commit)."""
+        draft = fitted(draft)
         if draft.native_id and self._seq_for(conn, draft.network, draft.room, draft.native_id):
             return None
         seq = self.append_locked(conn, draft)
@@ -374,7 +400,7 @@ class ArchiveStore:
             )
         rows = []
         for d in deliveries:
-            payload = json.dumps(d.payload, separators=(",", ":"), ensure_ascii=False)
+            payload = canonical(d.payload).decode("utf-8")
             row_id = self._hot.insert_outbox.scalar(
                 conn,
                 {

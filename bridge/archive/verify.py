@@ -5,8 +5,9 @@ a gap; content must still match the hash its record commits to (or have been
 cleared by a purge that the log records), and so must the attached files the
 content lists as kept. Ranges of seq are checked in
 parallel processes, their leaves joined in order into the Merkle tree. Then every checkpoint must carry a valid signature by the
-archive's key, match the root of the same number of leaves, and be consistent
-with the one before it.
+trusted key (given from outside: the database's own checkpoints name a key, but
+whoever rewrote the log could re-sign it under one of their own), match the
+root of the same number of leaves, and be consistent with the one before it.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class _Chunk:
 
 def verify_archive(
     engine: Engine,
-    trusted_key: str | None = None,
+    trusted_key: str,
     progress: Progress | None = None,
     chunk: int = CHUNK,
     workers: int | None = None,
@@ -83,6 +84,9 @@ def verify_archive(
     max_unsigned: int | None = None,
 ) -> Report:
     """Check the whole log; seq ranges of `chunk` records are checked in `workers` processes.
+
+    Every checkpoint must be signed by `trusted_key` (hex), which must not come from the
+    database: whoever rewrote the log could have re-signed it with a key of their own.
 
     `witnessed` are checkpoints kept outside the database (from an export bundle, or published):
     the log must still extend them, which catches a tail cut together with the checkpoints that
@@ -298,13 +302,18 @@ def _check_purges(purged: dict[int, list[int]], purges: dict[int, dict]) -> list
 
 
 def _check_checkpoints(
-    cps: list[Checkpoint], tree: MerkleTree, trusted_key: str | None, report: Report
+    cps: list[Checkpoint], tree: MerkleTree, trusted_key: str, report: Report
 ) -> list[Failure]:
     previous: Checkpoint | None = None
     for cp in cps:
         where = f"checkpoint of {cp.tree_size} records (signed {cp.signed_at})"
-        if trusted_key and cp.public_key != trusted_key:
-            return [Failure(cp.tree_size, f"{where} is signed by another key ({cp.public_key[:16]}…)")]
+        if cp.public_key != trusted_key:
+            return [
+                Failure(
+                    cp.tree_size,
+                    f"{where} is signed by key {cp.public_key[:16]}…, not the trusted key {trusted_key[:16]}…",
+                )
+            ]
         if not cp.signature_valid():
             return [Failure(cp.tree_size, f"{where}: the signature does not verify")]
         if cp.tree_size > tree.size:

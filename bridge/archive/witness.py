@@ -15,16 +15,19 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from bridge.archive import private
 from bridge.archive.signing import Checkpoint
 from bridge.codec import canonical
 
 
 def publish(path: Path, checkpoints: Iterable[Checkpoint]) -> None:
-    """Append checkpoints as JSON lines and fsync, so a published one survives a crash."""
+    """Append checkpoints as JSON lines and fsync, so a published one survives a crash.
+
+    A new log is created 0600: it names every signed head, so it is archive data too."""
     lines = b"".join(canonical(cp.to_json()) + b"\n" for cp in checkpoints)
     if not lines:
         return
-    with path.open("ab") as f:
+    with private.append(path) as f:
         f.write(lines)
         f.flush()
         os.fsync(f.fileno())

@@ -296,6 +296,12 @@ def parse_options(options: Mapping[str, Any]) -> LdapSettings:
         )
     if password and not bind_dn:
         raise LdapConfigError("directory.bind_password is set but directory.bind_dn is not")
+    if password and not (use_ssl or starttls or options.get("allow_insecure")):
+        # A simple bind sends the password as it is: on plain ldap:// anyone on the path reads it.
+        raise LdapConfigError(
+            "directory.url: a password bind over plain ldap:// sends the password in clear text: "
+            "use ldaps://, set starttls: true, or set allow_insecure: true to accept that"
+        )
     people_base = str(options.get("people_base") or "").strip()
     if not people_base:
         raise LdapConfigError("directory.people_base is required for an ldap directory")

@@ -44,13 +44,13 @@ class LocalServer:
     def start(self) -> None:
         raise NotImplementedError
 
-    def launch(self, argv: Sequence[str], ready: Callable[[], bool]) -> None:
-        """Run `argv` with its output in the log; return once `ready()` holds."""
+    def launch(self, argv: Sequence[str], ready: Callable[[], bool], user: str | None = None) -> None:
+        """Run `argv` (as `user`, when given) with its output in the log; return once `ready()` holds."""
         log = self.log_path.open("ab")
         try:
             # start_new_session: a Ctrl-C in the terminal must not race our own stop().
             self._proc = subprocess.Popen(
-                list(argv), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                list(argv), stdout=log, stderr=subprocess.STDOUT, start_new_session=True, user=user
             )
         finally:
             log.close()

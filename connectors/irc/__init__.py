@@ -1,8 +1,9 @@
 """The IRC connector: one relay connection that speaks for everyone.
 
 Lines from other networks are sent by the relay nick as `<Name> text`;
-channel messages from IRC users become `bridge.model.Message` events. Room ids
-are channel names folded to lower case (RFC 1459).
+channel messages from IRC users become `bridge.model.Message` events, their
+sender identified as `connectors.irc.identity` explains (a services account,
+not a nick). Room ids are channel names folded to lower case (RFC 1459).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import contextlib
 import re
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from dataclasses import replace
 from typing import Any
 
 from bridge.connector import (
@@ -25,7 +26,8 @@ from bridge.connector import (
     SinkUnavailable,
 )
 from bridge.model import Message, Outbound, RemoteUser
-from connectors.irc.format import NICK, parse
+from connectors.irc.format import NICK, mentions_as_nicks, parse
+from connectors.irc.identity import NICK_PREFIX
 from connectors.irc.outbound import Templates, notice_payloads, payloads
 from connectors.irc.session import MAX_LINE, ChannelLine, IrcSession, irc_lower
 from connectors.irc.settings import OPTIONS, IrcSettings
@@ -75,6 +77,7 @@ class IrcConnector(Connector):
         self._first_session: asyncio.Future[None] | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._consumer: asyncio.Task[None] | None = None
+        self._warned_unverified = False
 
     @classmethod
     def room_problem(cls, room: str) -> str | None:
@@ -127,6 +130,13 @@ class IrcConnector(Connector):
                 self._first_session.set_exception(exc)
             raise
         self.log.info("registered on %s:%d as %s", self.settings.host, self.settings.port, session.nick)
+        if session.mode == "unverified" and not self._warned_unverified:
+            self._warned_unverified = True
+            self.log.warning(
+                "%s offers no services accounts (account-tag, extended-join): every IRC sender is "
+                "treated as unverified and unmapped; set identify: nick to map senders by nick instead",
+                self.settings.host,
+            )
         self._session = session
         self._ready.set()
         if not self._first_session.done():
@@ -168,6 +178,13 @@ class IrcConnector(Connector):
             raise DeliveryError(str(exc), permanent=True) from None
         room_id = irc_lower(name)
         await session.join(self._channels.setdefault(room_id, name), self.settings.join_timeout)
+        # Someone who left is still best named by the nick they had.
+        out = replace(
+            out,
+            text=mentions_as_nicks(
+                out.text, self.name, lambda user: session.nick_for(user) or user.removeprefix(NICK_PREFIX)
+            ),
+        )
         lines = payloads(out, self.templates, session.budget("PRIVMSG", room_id))
         await session.send_lines([f"PRIVMSG {room_id} :{line}" for line in lines])
         return native_id
@@ -175,9 +192,10 @@ class IrcConnector(Connector):
     async def notify(self, room: str, user: str, text: str) -> None:
         """Tell `user` something privately, with a NOTICE (which clients never auto-answer)."""
         session = self._live_session()
-        nick = user.strip()
-        if not NICK.fullmatch(nick):
-            raise DeliveryError(f"not an IRC nick: {user!r}", permanent=True)
+        # `user` is a sender's native id (an account name, or nick:<nick>): tell the nick behind it.
+        nick = session.nick_for(user)
+        if nick is None or not NICK.fullmatch(nick):
+            raise DeliveryError(f"no IRC nick in our channels speaks as {user!r}", permanent=True)
         lines = notice_payloads(text, session.budget("NOTICE", nick))
         await session.send_lines([f"NOTICE {nick} :{line}" for line in lines])
 
@@ -203,15 +221,15 @@ class IrcConnector(Connector):
         text = parse(line.body, self.name, line.resolve_nick)
         if not text.plain.strip():
             return
-        sender = RemoteUser(self.name, line.nick, line.nick)
         message = Message(
             network=self.name,
             room=line.channel,
             native_id=uuid.uuid4().hex,
-            sender=sender,
+            sender=RemoteUser(self.name, line.sender_id, line.nick),
             text=text,
-            occurred_at=datetime.now(UTC),
+            occurred_at=line.occurred_at,
             kind=line.kind,
+            flags=line.flags,
         )
         self._inbox.put_nowait(message)
 

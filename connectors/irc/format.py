@@ -3,15 +3,19 @@
 IRC formatting is a flat stream of toggles, so parsing keeps one open span
 per style and rendering emits a toggle wherever the set of active styles
 changes. Colours have no canonical form: they are parsed and dropped.
+Both directions are single sweeps (rendering sorts span boundaries once), so
+no message, however many spans or links it has, costs more than n log n.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter, defaultdict
 from collections.abc import Callable
+from itertools import pairwise
 from urllib.parse import urlsplit
 
-from bridge.text import Span, SpanKind, Text, TextBuilder
+from bridge.text import Span, SpanKind, Text, TextBuilder, well_formed
 
 BOLD = "\x02"
 COLOR = "\x03"
@@ -45,9 +49,17 @@ NICK = re.compile(r"[A-Za-z\[\]\\`_^{|}][A-Za-z0-9\[\]\\`_^{|}-]*")
 _ADDRESSED = re.compile(rf"({NICK.pattern})[:,](?=\s|$)")
 
 # In text from elsewhere, C0 controls would act as IRC formatting or CTCP
-# delimiters (\x01), and CR/LF/NUL would break the line: none may pass.
+# delimiters (\x01), and CR/LF/NUL would break the line: none may pass. A lone
+# surrogate cannot be encoded as UTF-8 at all: it is shown as U+FFFD.
 _CONTROLS = str.maketrans(
-    {**{chr(c): None for c in range(32)}, "\t": " ", "\r": " ", "\n": " ", "\x7f": None}
+    {
+        **{chr(c): None for c in range(32)},
+        **{chr(c): "\ufffd" for c in range(0xD800, 0xE000)},
+        "\t": " ",
+        "\r": " ",
+        "\n": " ",
+        "\x7f": None,
+    }
 )
 _SPECIAL = frozenset((*TOGGLES, COLOR, HEX_COLOR, RESET, REVERSE))
 
@@ -107,9 +119,12 @@ def _add_links(text: Text) -> Text:
 def _trim_url(url: str) -> str:
     # Prose around a URL ("see https://x.test/a.") must not become part of it;
     # a closing bracket stays only when the URL itself opened one (wiki links).
-    while url and (url[-1] in _URL_TRAILING or (url[-1] == ")" and url.count("(") < url.count(")"))):
-        url = url[:-1]
-    return url
+    opened, closed = url.count("("), url.count(")")
+    end = len(url)
+    while end and (url[end - 1] in _URL_TRAILING or (url[end - 1] == ")" and opened < closed)):
+        closed -= url[end - 1] == ")"
+        end -= 1
+    return url[:end]
 
 
 def _add_mention(text: Text, network: str, resolve_nick: NickResolver | None) -> Text:
@@ -127,15 +142,29 @@ def _add_mention(text: Text, network: str, resolve_nick: NickResolver | None) ->
 def render(text: Text) -> str:
     """Text as one IRC message body (newlines are the caller's business)."""
     text = _expand_links(text)
+    plain = text.plain
+    # Where each style starts (+1) and stops (-1); spans are clipped to the text.
+    changes: defaultdict[int, list[tuple[SpanKind, int]]] = defaultdict(list)
+    for span in text.spans:
+        start, end = max(span.start, 0), min(span.end, len(plain))
+        if start < end and (span.kind in CODES or span.kind == "pre"):
+            changes[start].append((span.kind, 1))
+            changes[end].append((span.kind, -1))
+    depth: Counter[SpanKind] = Counter()
     parts: list[str] = []
     active: set[SpanKind] = set()
-    for chunk, spans in text.segments():
+    for a, b in pairwise(sorted({0, len(plain), *changes})):
+        for kind, step in changes.get(a, ()):
+            depth[kind] += step
+        chunk = text_safe(plain[a:b])
+        if not chunk:
+            continue  # styles around nothing visible would be noise
         # Code inside a pre block would only add noise: pre is sent as plain lines.
-        in_pre = any(s.kind == "pre" for s in spans)
-        wanted = {s.kind for s in spans if s.kind in CODES and not (in_pre and s.kind == "code")}
+        in_pre = depth["pre"] > 0
+        wanted = {kind for kind in CODES if depth[kind] > 0 and not (in_pre and kind == "code")}
         parts.append(_toggles(active, wanted))
         active = wanted
-        parts.append(text_safe(chunk))
+        parts.append(chunk)
     parts.append(_toggles(active, set()))
     return "".join(parts)
 
@@ -150,19 +179,33 @@ def _toggles(active: set[SpanKind], wanted: set[SpanKind]) -> str:
 
 def text_safe(text: str) -> str:
     """Visible text only: no control character can act on the IRC side."""
-    return text.translate(_CONTROLS)
+    return well_formed(text.translate(_CONTROLS))
 
 
 def _expand_links(text: Text) -> Text:
     """Show each link's target: a bare URL stays as it is, a label becomes `label <url>`."""
-    links = [s for s in text.spans if s.kind == "link" and s.url]
-    # Right to left, so earlier spans keep their offsets while later text grows.
-    for link in sorted(links, key=lambda s: s.start, reverse=True):
-        label = text.plain[link.start : link.end]
-        shown = link_text(label, link.url)
-        if shown != label:
-            text = text.replace_span_text(link, shown)
-    return text
+    changes: dict[int, tuple[str, Span]] = {}
+    for i, link in enumerate(text.spans):
+        if link.kind == "link" and link.url:
+            label = text.plain[link.start : link.end]
+            shown = link_text(label, link.url)
+            if shown != label:
+                changes[i] = (shown, link)
+    return text.replace_spans(changes)
+
+
+def mentions_as_nicks(text: Text, network: str, nick_for: Callable[[str], str | None]) -> Text:
+    """Mentions of people on `network` show the nick they use now, so their client highlights it.
+
+    The core names them by native id (a services account), which need not be
+    the nick they are using, and someone else may even hold that nick.
+    """
+    changes: dict[int, tuple[str, Span]] = {}
+    for i, span in enumerate(text.spans):
+        nick = nick_for(span.user) if span.kind == "mention" and span.network == network else None
+        if nick is not None and nick != text.plain[span.start : span.end]:
+            changes[i] = (nick, span)
+    return text.replace_spans(changes)
 
 
 def link_text(label: str, url: str) -> str:

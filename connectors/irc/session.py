@@ -2,8 +2,9 @@
 
 A session is never reused: when its connection goes, the connector builds a
 new one and rejoins the channels. Everything tied to a connection lives
-here: our nick and hostmask, the channels we are in and who is in them,
-pending joins, and the send queue.
+here: our nick and hostmask, the capabilities granted, the channels we are in,
+who is in them and which services account each of them is logged in to
+(see `connectors.irc.identity`), pending joins, and the send queue.
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ import logging
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import partial
+from datetime import UTC, datetime
 
 from irc.client import Event, InvalidCharacters, MessageTooLong, NickMask, is_channel
 from irc.client_aio import AioReactor
 
 from bridge.connector import DeliveryError
 from bridge.model import MessageKind
+from connectors.irc.identity import WANTED_CAPS, Mode, account_value, choose_mode, sender_id
+from connectors.irc.line import message_kind
 from connectors.irc.settings import IrcSettings
 from connectors.irc.split import utf8_len, wire_safe
 from connectors.irc.throttle import TokenBucket
@@ -49,6 +52,8 @@ _NICK_TAKEN = frozenset({"nicknameinuse", "nickcollision"})
 _SASL_FAILED = frozenset({"saslfail", "sasltoolong", "saslaborted", "nicklocked"})
 # AUTHENTICATE payloads travel in chunks of at most 400 base64 bytes.
 _SASL_CHUNK = 400
+# The token that marks our WHOX replies (`WHO #chan %tna,42` → 354 42 nick account).
+_WHOX_TOKEN = "42"
 
 
 def irc_lower(name: str) -> str:
@@ -62,9 +67,12 @@ class ChannelLine:
 
     channel: str  # folded with irc_lower
     nick: str
-    body: str
+    sender_id: str  # the native id the core sees (connectors.irc.identity.sender_id)
+    flags: tuple[str, ...]
+    body: str  # exactly as sent, CTCP delimiters and all (an emote without its ACTION wrapper)
     kind: MessageKind
-    resolve_nick: Callable[[str], str | None]  # a nick in this channel, as the channel spells it
+    occurred_at: datetime  # the server's time tag where it sent one
+    resolve_nick: Callable[[str], str | None]  # a nick in this channel -> that member's native id
 
 
 @dataclass
@@ -98,6 +106,10 @@ class IrcSession:
         self._joins: dict[str, _Join] = {}
         self._mask = ""
         self._caps: set[str] = set()
+        self.acked: set[str] = set()
+        self.mode: Mode = "unverified"
+        self._accounts: dict[str, str | None] = {}  # folded nick -> account; absent: not known
+        self._whox = False
         self._sasl_done = False
         self._nick_attempts = 0
         self._quitting = False
@@ -122,10 +134,12 @@ class IrcSession:
             "kick": self._on_kick,
             "quit": self._on_quit,
             "nick": self._on_nick,
+            "account": self._on_account,
+            "featurelist": self._on_features,
+            "whospcrpl": self._on_whox,
             "396": self._on_host_hidden,
-            "pubmsg": partial(self._on_channel_line, "text"),
-            "action": partial(self._on_channel_line, "emote"),
-            "pubnotice": partial(self._on_channel_line, "notice"),
+            "pubmsg": self._on_channel_line,
+            "pubnotice": self._on_channel_line,
         }
         for kind in _JOIN_ERRORS:
             self._handlers[kind] = self._on_join_error
@@ -158,9 +172,8 @@ class IrcSession:
         self._connection, self._protocol = await open_connection(
             reactor, settings.host, settings.port, settings.nick, tls
         )
-        if settings.sasl:
-            # Sent before NICK/USER so the server holds registration until CAP END.
-            self._raw("CAP LS 302")
+        # Sent before NICK/USER so the server holds registration until CAP END.
+        self._raw("CAP LS 302")
         if settings.password:
             self._raw(f"PASS :{settings.password}")
         self._raw(f"NICK {settings.nick}")
@@ -295,6 +308,11 @@ class IrcSession:
         if self.settings.sasl and not self._sasl_done:
             self._fail_registration("the server let us in without SASL authentication")
             return
+        try:
+            self.mode = choose_mode(self.settings.identify, self.acked)
+        except ValueError as exc:
+            self._fail_registration(str(exc))
+            return
         # RPL_WELCOME usually ends with our full nick!user@host.
         words = (event.arguments[0] if event.arguments else "").split()
         if words and "!" in words[-1] and "@" in words[-1]:
@@ -303,24 +321,38 @@ class IrcSession:
             self._welcome.set_result(None)
 
     def _on_cap(self, event: Event) -> None:
-        if not self.settings.sasl or len(event.arguments) < 2:
+        if len(event.arguments) < 2:
             return
         subcommand, caps = event.arguments[0].upper(), event.arguments[-1].split()
         if subcommand == "LS":
             self._caps.update(caps)
             if len(event.arguments) > 2 and event.arguments[1] == "*":
                 return  # more LS lines follow
-            offered = dict(cap.partition("=")[::2] for cap in self._caps)
+            self._request_caps(dict(cap.partition("=")[::2] for cap in self._caps))
+        elif subcommand == "ACK":
+            self.acked.update(cap.lstrip("-~=") for cap in caps)
+            if "sasl" in self.acked and self.settings.sasl:
+                self._raw("AUTHENTICATE PLAIN")
+            else:
+                self._raw("CAP END")
+        elif subcommand == "NAK":
+            if self.settings.sasl:
+                self._fail_registration("the server refused the SASL capability")
+            else:
+                self._raw("CAP END")  # registered without the extras; identify decides what that means
+
+    def _request_caps(self, offered: dict[str, str]) -> None:
+        wanted = [cap for cap in WANTED_CAPS if cap in offered]
+        if self.settings.sasl:
             if "sasl" not in offered:
                 self._fail_registration("the server does not offer SASL")
-            elif offered["sasl"] and "PLAIN" not in offered["sasl"].split(","):
+                return
+            if offered["sasl"] and "PLAIN" not in offered["sasl"].split(","):
                 self._fail_registration(f"the server offers no SASL PLAIN (only {offered['sasl']})")
-            else:
-                self._raw("CAP REQ :sasl")
-        elif subcommand == "ACK" and "sasl" in caps:
-            self._raw("AUTHENTICATE PLAIN")
-        elif subcommand == "NAK":
-            self._fail_registration("the server refused the SASL capability")
+                return
+            wanted.append("sasl")
+        # One request: the server grants all of it or none (then NAK).
+        self._raw(f"CAP REQ :{' '.join(wanted)}" if wanted else "CAP END")
 
     def _on_authenticate(self, event: Event) -> None:
         if event.target != "+":
@@ -342,7 +374,8 @@ class IrcSession:
         self._fail_registration(f"SASL authentication failed: {' '.join(event.arguments)}")
 
     def _on_unknown_command(self, event: Event) -> None:
-        if event.arguments and event.arguments[0].upper() == "CAP":
+        # A server without CAP registers us on NICK/USER alone; only SASL cannot do without.
+        if self.settings.sasl and event.arguments and event.arguments[0].upper() == "CAP":
             self._fail_registration("the server knows no CAP, so no SASL")
 
     def _on_refused(self, event: Event) -> None:
@@ -377,12 +410,18 @@ class IrcSession:
 
     def _on_join(self, event: Event) -> None:
         channel, source = irc_lower(event.target), NickMask(event.source)
+        key = irc_lower(source.nick)
         if self._is_me(source.nick):
             self.joined.add(channel)
             self._members[channel] = {}
             if source.userhost:
                 self._mask = str(source)
-        self._members.setdefault(channel, {})[irc_lower(source.nick)] = source.nick
+            if self._whox and self.mode == "account":
+                # Members already there joined before we could see their accounts.
+                self._raw(f"WHO {event.target} %tna,{_WHOX_TOKEN}")
+        elif "extended-join" in self.acked and event.arguments:
+            self._accounts[key] = account_value(event.arguments[0])
+        self._members.setdefault(channel, {})[key] = source.nick
 
     def _on_names(self, event: Event) -> None:
         if len(event.arguments) < 3:
@@ -417,36 +456,123 @@ class IrcSession:
         if self._is_me(nick):
             self.joined.discard(channel)
             self._members.pop(channel, None)
+            still_seen = set().union(*self._members.values())
+            self._accounts = {key: value for key, value in self._accounts.items() if key in still_seen}
         else:
-            self._members.get(channel, {}).pop(irc_lower(nick), None)
+            key = irc_lower(nick)
+            self._members.get(channel, {}).pop(key, None)
+            if not any(key in members for members in self._members.values()):
+                self._accounts.pop(key, None)
 
     def _on_quit(self, event: Event) -> None:
         key = irc_lower(NickMask(event.source).nick)
         for members in self._members.values():
             members.pop(key, None)
+        self._accounts.pop(key, None)
 
     def _on_nick(self, event: Event) -> None:
         old, new = NickMask(event.source), event.target
         for members in self._members.values():
             if members.pop(irc_lower(old.nick), None) is not None:
                 members[irc_lower(new)] = new
+        # The account goes with the person, not the nick: a nick change does not log anyone out.
+        if irc_lower(old.nick) in self._accounts:
+            self._accounts[irc_lower(new)] = self._accounts.pop(irc_lower(old.nick))
         if self._mask and irc_lower(old.nick) == irc_lower(self._mask.split("!", 1)[0]):
             self._mask = new + self._mask[len(old.nick) :]
+
+    def _on_account(self, event: Event) -> None:
+        # account-notify: `:nick!u@h ACCOUNT name` on login, `ACCOUNT *` on logout.
+        nick = NickMask(event.source or "").nick
+        if nick and not self._is_me(nick):
+            self._accounts[irc_lower(nick)] = account_value(event.target)
+
+    def _on_features(self, event: Event) -> None:
+        # jaraco's feature list drops tokens without a value, and WHOX has none.
+        if "WHOX" in event.arguments:
+            self._whox = True
+
+    def _on_whox(self, event: Event) -> None:
+        if len(event.arguments) >= 3 and event.arguments[0] == _WHOX_TOKEN:
+            nick, account = event.arguments[1], event.arguments[2]
+            if any(irc_lower(nick) in members for members in self._members.values()):
+                self._accounts[irc_lower(nick)] = account_value(account)
+
+    def account(self, nick: str) -> str | None:
+        """The services account `nick` is logged in to, as far as the server told us."""
+        return self._accounts.get(irc_lower(nick))
+
+    def member_id(self, channel: str, nick: str) -> str | None:
+        """The native id of the member of `channel` called `nick`, or None if nobody is."""
+        member = self._members.get(channel, {}).get(irc_lower(nick))
+        if member is None:
+            return None
+        return sender_id(self.mode, member, self.account(member))[0]
+
+    def nick_for(self, native_id: str) -> str | None:
+        """A nick in one of our channels that `native_id` speaks as now, or None."""
+        if self.mode == "nick":
+            return native_id
+        for members in self._members.values():
+            for nick in members.values():
+                if sender_id(self.mode, nick, self.account(nick))[0].casefold() == native_id.casefold():
+                    return nick
+        return None
 
     def _on_host_hidden(self, event: Event) -> None:
         # RPL_HOSTHIDDEN: "<nick> <host> :is now your displayed host"
         if self._mask and event.arguments:
             self._mask = f"{self._mask.split('@', 1)[0]}@{event.arguments[0]}"
 
-    def _on_channel_line(self, kind: MessageKind, event: Event) -> None:
+    def _on_channel_line(self, event: Event) -> None:
         source = NickMask(event.source or "")
         channel = irc_lower(event.target or "")
         if not source or "." in source.nick or channel not in self.joined:
             return  # server notices (a server's name has dots), private messages, channels we left
         if self._is_me(source.nick):
             return
-        body = event.arguments[0] if event.arguments else ""
-        members = self._members.get(channel, {})
+        command, text = event.arguments  # from wire.Connection: one event per line, text as sent
+        kind, body = message_kind(command, text)
+        account = self._sender_account(source.nick, event)
+        native_id, flags = sender_id(self.mode, source.nick, account)
         self._on_line(
-            ChannelLine(channel, source.nick, body, kind, lambda nick: members.get(irc_lower(nick)))
+            ChannelLine(
+                channel,
+                source.nick,
+                native_id,
+                flags,
+                body,
+                kind,
+                _server_time(_tag(event, "time")),
+                lambda nick: self.member_id(channel, nick),
+            )
         )
+
+    def _sender_account(self, nick: str, event: Event) -> str | None:
+        if "account-tag" not in self.acked:
+            return self.account(nick)
+        # With account-tag the server marks every line of a logged-in user; no tag, no account.
+        account = account_value(_tag(event, "account"))
+        if any(irc_lower(nick) in members for members in self._members.values()):
+            self._accounts[irc_lower(nick)] = account
+        return account
+
+
+def _tag(event: Event, key: str) -> str | None:
+    for tag in event.tags or ():
+        if tag.get("key") == key:
+            return tag.get("value") or ""
+    return None
+
+
+def _server_time(value: str | None) -> datetime:
+    """When the server says the line was sent (IRCv3 server-time), else now."""
+    if value:
+        try:
+            when = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            if when.tzinfo is not None:
+                return when.astimezone(UTC)
+    return datetime.now(UTC)

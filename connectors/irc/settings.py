@@ -10,6 +10,7 @@ from typing import Any
 
 from bridge.connector import Option
 from connectors.irc.format import NICK
+from connectors.irc.identity import IDENTIFY_CHOICES
 
 OPTIONS: dict[str, Option] = {
     "host": Option(str, required=True, help="IRC server host name"),
@@ -22,6 +23,15 @@ OPTIONS: dict[str, Option] = {
     "password": Option(str, default="", help="server password (PASS)"),
     "sasl_username": Option(str, default="", help="SASL PLAIN account; registration fails without SASL"),
     "sasl_password": Option(str, default="", help="SASL PLAIN password"),
+    "allow_insecure": Option(
+        bool, default=False, help="allow password or SASL over a connection without TLS (loopback only)"
+    ),
+    "identify": Option(
+        str,
+        default="",
+        help="who a sender is: account (their services account; the default when the server offers it) "
+        "or nick (servers without services; every message flagged unverified_identity)",
+    ),
     "flood_burst": Option(int, default=5, help="lines sent at once before pacing starts"),
     "flood_rate": Option((int, float), default=2.0, help="lines per second after the burst"),
     "line_template": Option(str, default="<{name}> {text}", help="a relayed line; {name} and {text}"),
@@ -45,6 +55,8 @@ class IrcSettings:
     password: str = ""
     sasl_username: str = ""
     sasl_password: str = ""
+    allow_insecure: bool = False
+    identify: str = ""
     flood_burst: int = 5
     flood_rate: float = 2.0
     line_template: str = "<{name}> {text}"
@@ -75,6 +87,15 @@ class IrcSettings:
             raise ValueError(f"irc: username {settings.user!r} may not contain spaces or '@'")
         if bool(settings.sasl_username) != bool(settings.sasl_password):
             raise ValueError("irc: set both sasl_username and sasl_password, or neither")
+        if settings.identify not in ("", *IDENTIFY_CHOICES):
+            raise ValueError(f"irc: identify must be account or nick, not {settings.identify!r}")
+        if not settings.tls and not settings.allow_insecure:
+            for key, what in (("password", "the server password (PASS)"), ("sasl_password", "SASL")):
+                if getattr(settings, key):
+                    raise ValueError(
+                        f"irc: {key}: {what} would cross the network in clear text without tls: "
+                        "set tls: true (or allow_insecure: true to accept that)"
+                    )
         return settings
 
     @property

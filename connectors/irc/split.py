@@ -13,8 +13,9 @@ import unicodedata
 from connectors.irc.format import CODE_ORDER, CODES, RESET, TOGGLES, text_safe
 
 # CR and LF would end the command and start another one; NUL ends strings in
-# many servers. The wire must never see them inside a line.
-_WIRE = str.maketrans({"\r": " ", "\n": " ", "\0": None})
+# many servers. The wire must never see them inside a line, nor a lone
+# surrogate, which UTF-8 cannot encode.
+_WIRE = str.maketrans({"\r": " ", "\n": " ", "\0": None, **{chr(c): "\ufffd" for c in range(0xD800, 0xE000)}})
 # A cut next to one of these (joiner, variation selectors) would tear one visible glyph apart.
 _JOINERS = frozenset("\u200d\ufe0e\ufe0f")
 # Pieces never shrink below this many bytes to make room for a long sender name.
@@ -41,20 +42,23 @@ def split_line(line: str, budget: int) -> list[str]:
         raise ValueError(f"a budget of {budget} bytes cannot hold every character")
     pieces: list[str] = []
     carry = ""
-    rest = line
+    done = 0  # characters of `line` already in pieces
     while True:
         if utf8_len(carry) + 4 > budget:  # pathological budget: formatting yields to text
             carry = ""
-        text = carry + rest
-        if utf8_len(text) <= budget:
+        # No piece holds more than `budget` characters, so look no further: a long
+        # line costs the same per piece, not the length of what is left each time.
+        window = line[done : done + budget + 1]
+        text = carry + window
+        if done + len(window) == len(line) and utf8_len(text) <= budget:
             pieces.append(text)
             return pieces
         cut = _fit(text, budget, len(carry))
         space = text.rfind(" ", len(carry) + 1, cut + 1)
         if space > 0 and utf8_len(text[:space]) >= budget // 2:
-            piece, rest = text[:space], text[space + 1 :]
+            piece, done = text[:space], done + space + 1 - len(carry)
         else:
-            piece, rest = text[:cut], text[cut:]
+            piece, done = text[:cut], done + cut - len(carry)
         pieces.append(piece)
         carry = _reopen(piece)
 

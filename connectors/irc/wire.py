@@ -2,8 +2,9 @@
 
 jaraco parses lines, dispatches events and answers PINGs; what it lacks is
 added here: lenient decoding, one bad line never ending the connection, a
-way to know a line really left (flow control), and a clear signal when the
-connection is gone.
+way to know a line really left (flow control), a clear signal when the
+connection is gone, and PRIVMSG/NOTICE parsed from the raw line (see
+`connectors.irc.line`), so one line is always one event with its text as sent.
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ import asyncio
 import logging
 import ssl
 
+from irc.client import Event, NickMask
 from irc.client_aio import AioConnection, AioReactor, IrcProtocol
 from jaraco.stream.buffer import DecodingLineBuffer
+
+from connectors.irc.line import parse_line
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +92,19 @@ class Connection(AioConnection):
                 self._process_line(line)
             except Exception:  # one odd line from the server must not end the connection
                 log.exception("could not handle IRC line %r", line)
+
+    def _process_line(self, line: str) -> None:
+        parsed = parse_line(line)
+        if parsed is None or parsed.command not in ("PRIVMSG", "NOTICE") or len(parsed.params) < 2:
+            super()._process_line(line)
+            return
+        target, text = parsed.params[0], parsed.params[-1]
+        private = not target or target[0] not in "#&+!"
+        kind = {"PRIVMSG": ("pubmsg", "privmsg"), "NOTICE": ("pubnotice", "privnotice")}[parsed.command]
+        # One event, `arguments == [command, text]`; tags in jaraco's {key, value} form.
+        tags = [{"key": key, "value": value} for key, value in parsed.tags]
+        event = Event(kind[private], NickMask(parsed.source), target, [parsed.command, text], tags)
+        self._handle_event(event)
 
 
 async def open_connection(

@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -19,6 +20,7 @@ import aiohttp
 from nio import AsyncClient, AsyncClientConfig
 
 from bridge.connector import DeliveryError
+from bridge.text import well_formed
 from connectors.matrix.config import MatrixConfig
 
 CLIENT = "/_matrix/client/v3"
@@ -55,6 +57,24 @@ def error_from_reply(
         errcode=errcode,
         retry_after=retry_after,
     )
+
+
+@dataclass(frozen=True)
+class Download:
+    data: bytes | None  # None: over the limit, not kept
+    size: int  # bytes it has (at least, when over the limit and the server did not say)
+
+
+async def _read_at_most(response: aiohttp.ClientResponse, size: int) -> bytes:
+    parts: list[bytes] = []
+    got = 0
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        parts.append(chunk[: size - got])
+        got += len(parts[-1])
+        if got >= size:
+            response.close()  # the rest is never read; the connection is not reused
+            break
+    return b"".join(parts)
 
 
 def q(part: str) -> str:
@@ -106,23 +126,43 @@ class MatrixClient:
             path = f"{path}?{urlencode(params)}"
         payload: bytes | str | None = data
         if payload is None and (body is not None or method != "GET"):
-            payload = json.dumps(body if body is not None else {})
+            # Synapse refuses a lone surrogate (500), so it cannot carry one: U+FFFD goes instead.
+            payload = well_formed(json.dumps(body if body is not None else {}, ensure_ascii=False))
         return _json(await self._request(method, path, payload, content_type))
 
-    async def download(self, mxc: str) -> bytes:
+    async def download(self, mxc: str, limit: int) -> Download:
+        """The file, read only as far as `limit` bytes: a hostile huge file never sits in memory."""
         server, _, media_id = mxc.removeprefix("mxc://").partition("/")
-        return await self._request("GET", f"/_matrix/client/v1/media/download/{q(server)}/{q(media_id)}")
+        path = f"/_matrix/client/v1/media/download/{q(server)}/{q(media_id)}"
+        sizes: list[int] = []
+        data = await self._request("GET", path, limit=limit, sizes=sizes)
+        if len(data) > limit:
+            return Download(None, max(len(data), *sizes))
+        return Download(data, len(data))
 
     async def _request(
-        self, method: str, path: str, payload: bytes | str | None = None, content_type: str | None = None
+        self,
+        method: str,
+        path: str,
+        payload: bytes | str | None = None,
+        content_type: str | None = None,
+        limit: int | None = None,
+        sizes: list[int] | None = None,
     ) -> bytes:
+        """The reply's body; with `limit`, at most `limit` + 1 bytes of it, and the size the
+        server announced (Content-Length) is added to `sizes`."""
         headers = {"Authorization": f"Bearer {self.config.as_token}"}
         if content_type:
             headers["Content-Type"] = content_type
         try:
             response = await self.nio.send(method, path, payload, headers)
             try:
-                raw = await response.read()
+                if limit is None:
+                    raw = await response.read()
+                else:
+                    raw = await _read_at_most(response, limit + 1)
+                    if sizes is not None and response.content_length is not None:
+                        sizes.append(response.content_length)
             finally:
                 response.release()
         except (aiohttp.ClientError, TimeoutError) as exc:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.connector import parse_listen
+from bridge.connector import cleartext_problem, parse_listen
 
 DEFAULT_GHOST_PREFIX = "_sb_"
 DEFAULT_MAX_FILE_MB = 20
@@ -42,8 +42,14 @@ class MatrixConfig:
         host, port = parse_listen(_text(appservice, "listen", where), where)
         if port == 0:  # the homeserver must know where to push
             raise ValueError(f"{where}: a fixed port is needed, not 0")
+        homeserver = _text(options, "homeserver", "matrix.homeserver").rstrip("/")
+        if not homeserver.startswith(("http://", "https://")):
+            raise ValueError(f"matrix.homeserver: expected an http(s) URL, got {homeserver!r}")
+        problem = cleartext_problem(homeserver, "matrix.homeserver", "the appservice token")
+        if problem and options.get("allow_insecure") is not True:
+            raise ValueError(problem.replace("allow_insecure", "matrix.allow_insecure"))
         return cls(
-            homeserver=_text(options, "homeserver", "matrix.homeserver").rstrip("/"),
+            homeserver=homeserver,
             server_name=_text(options, "server_name", "matrix.server_name"),
             appservice_id=_text(appservice, "id", "matrix.appservice.id"),
             listen_host=host,

@@ -10,14 +10,21 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 from bridge.connector import Capabilities, Connector, ConnectorContext, DeliveryError, Option, Sink
-from bridge.model import Attachment, Event, Outbound
+from bridge.model import Attachment, Delete, Event, Outbound
 from bridge.text import Span, Text
 from connectors.matrix.appservice import AppserviceServer
 from connectors.matrix.client import MatrixClient, MatrixError, q
 from connectors.matrix.config import DEFAULT_GHOST_PREFIX, DEFAULT_MAX_FILE_MB, MatrixConfig
 from connectors.matrix.ghosts import Ghosts
 from connectors.matrix.inbound import Inbound, MediaRef, media_ref
-from connectors.matrix.outbound import edit_content, file_content, message_content, text_content, txn_id
+from connectors.matrix.outbound import (
+    edit_content,
+    file_content,
+    message_content,
+    reaction_content,
+    text_content,
+    txn_id,
+)
 from connectors.matrix.powers import RoomPowers, mentions_room, privileged_creators, without_room_mention
 
 ROOMS_KEY = "rooms"
@@ -31,7 +38,7 @@ class MatrixConnector(Connector):
 
     label: ClassVar[str] = "Matrix"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        edits=True, deletes=True, threads=True, files=True, per_sender_display=True
+        edits=True, deletes=True, threads=True, files=True, per_sender_display=True, reactions=True
     )
     options: ClassVar[Mapping[str, Option]] = {
         "homeserver": Option(str, required=True, help="client-server API URL, e.g. http://127.0.0.1:8008"),
@@ -49,6 +56,9 @@ class MatrixConnector(Connector):
             (int, float),
             default=DEFAULT_MAX_FILE_MB,
             help="largest file fetched from Matrix; larger ones are archived as name, type and size only",
+        ),
+        "allow_insecure": Option(
+            bool, default=False, help="allow a plain http:// homeserver that is not on loopback"
         ),
     }
 
@@ -166,6 +176,10 @@ class MatrixConnector(Connector):
         if out.kind == "edit":
             content = edit_content(out, network=self.name, ghosts=self.ghosts)
             return await self._post(out.room, content, txn_id(out.key), out, ghost)
+        if out.kind == "reaction":
+            return await self._post(
+                out.room, reaction_content(out), txn_id(out.key), out, ghost, "m.reaction"
+            )
         ids: list[str] = []
         if out.text or not out.attachments:
             content = message_content(out, network=self.name, ghosts=self.ghosts)
@@ -181,16 +195,24 @@ class MatrixConnector(Connector):
             raise DeliveryError(f"{out.key}: nothing to send", permanent=True)
         return ids[0]
 
-    async def _post(self, room: str, content: dict[str, Any], txn: str, out: Outbound, ghost: str) -> str:
+    async def _post(
+        self,
+        room: str,
+        content: dict[str, Any],
+        txn: str,
+        out: Outbound,
+        ghost: str,
+        event_type: str = "m.room.message",
+    ) -> str:
         try:
-            return await self.client.send_event(room, content, txn, user=ghost)
+            return await self.client.send_event(room, content, txn, user=ghost, event_type=event_type)
         except MatrixError as exc:
             if exc.status != 403:
                 raise
         # The ghost was kicked or left since we last saw it join: join again, once.
         self.client.forget_member(room, ghost)
         await self.client.ensure_member(room, ghost, out.sender.display_name)
-        return await self.client.send_event(room, content, txn, user=ghost)
+        return await self.client.send_event(room, content, txn, user=ghost, event_type=event_type)
 
     async def _redact(self, out: Outbound, ghost: str) -> str:
         if not out.target_native_id:
@@ -259,7 +281,17 @@ class MatrixConnector(Connector):
             raw = {**raw, "content": without_room_mention(content)}
         ref = media_ref(raw)
         attachments = (await self._fetch(ref),) if ref is not None else ()
-        return self.inbound.convert(raw, attachments)
+        try:
+            event = self.inbound.convert(raw, attachments)
+        except Exception as exc:  # a pure conversion: retrying the transaction could not help
+            self.log.warning("skipping malformed event %.100s: %r", raw.get("event_id"), exc)
+            return None
+        if isinstance(event, Delete):
+            # Pushed redactions include ones the homeserver will not apply: say who may.
+            event = replace(
+                event, moderator=(await self._powers(room_id)).may_redact_others(event.sender.native_id)
+            )
+        return event
 
     async def _powers(self, room_id: str) -> RoomPowers:
         """Who may do what in the room: read once, then kept current by the pushed state events."""
@@ -288,16 +320,17 @@ class MatrixConnector(Connector):
             self.log.info("not fetching %s: %d bytes is over max_file_mb", ref.url, ref.size)
             return described
         try:
-            data = await self.client.download(ref.url)
+            fetched = await self.client.download(ref.url, self.config.max_file_bytes)
         except MatrixError as exc:
             if not exc.permanent:
                 raise
             # Gone or refused for good: archive that a file was sent, without its content.
             self.log.warning("could not fetch %s: %s", ref.url, exc)
             return described
-        if len(data) > self.config.max_file_bytes:  # the size in the event was the sender's word
-            self.log.info("not keeping %s: %d bytes is over max_file_mb", ref.url, len(data))
-            return replace(described, size=len(data))
+        data = fetched.data
+        if data is None:  # the size in the event was the sender's word
+            self.log.info("not keeping %s: %d bytes is over max_file_mb", ref.url, fetched.size)
+            return replace(described, size=fetched.size)
         return Attachment(
             ref.name, ref.mimetype, len(data), hashlib.sha256(data).hexdigest(), url=ref.url, data=data
         )

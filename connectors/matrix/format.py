@@ -1,22 +1,26 @@
 """Matrix message content ↔ `bridge.text.Text`.
 
-Incoming HTML is parsed with the standard library and only the subset Element
-sends is understood; everything else is reduced to its text. Outgoing HTML is
-generated from `Text` alone, so hostile markup can never pass through.
+Incoming HTML is read by `tokens` (linear time on any input) and only the subset
+Element sends is understood; everything else is reduced to its text. Outgoing
+HTML is generated from `Text` alone, so hostile markup can never pass through.
+A pill is a mention only when it names a person: one to a ghost whose id reads
+like a broadcast (`@_sb_slack_=21channel`) is text, since broadcasts come only
+from `m.mentions.room`, which the connector checks against the room's power levels.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from html import escape
-from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import quote, unquote
 
-from bridge.text import SPAN_ORDER, Span, SpanKind, Text, TextBuilder
+from bridge.text import SPAN_ORDER, Span, SpanKind, Text, TextBuilder, well_formed
 from connectors.matrix.ghosts import Ghosts
+from connectors.matrix.tokens import EndTag, tokens
 
 HTML_FORMAT = "org.matrix.custom.html"
 
@@ -71,22 +75,42 @@ _SAFE_SCHEMES = ("http://", "https://", "mailto:", "ftp://", "matrix:", "tel:")
 _MATRIX_TO = re.compile(r"^https://matrix\.to/#/([^/?#]+)")
 _MATRIX_URI = re.compile(r"^matrix:u/([^/?#]+)")
 _SPACE = re.compile(r"[ \t\n\r\f]+")
+_NOT_A_USER_ID = re.compile(r"[\s<>|\x00-\x1f\x7f]")
+# Larger HTML is not read (the plain body stands in): Matrix events are at most 64 KiB anyway.
+MAX_HTML_CHARS = 64 * 1024
 # What a broadcast reads as here: `@room` is Matrix's own (everyone in the room), the others
 # are other networks' broadcasts as shown here, so they go back the way they came.
 _BROADCAST_WORDS = {"@room": "!channel", "@channel": "!channel", "@here": "!here", "@everyone": "!everyone"}
 _BROADCAST = re.compile(
     r"(?<![\w@])(?:" + "|".join(map(re.escape, _BROADCAST_WORDS)) + r")(?![\w-]|:\w)"  # not @room:server
 )
+# Deeper nesting is read as text: a span more or an indent more per level would make hostile
+# markup cost its square in work or output.
+MAX_NESTING = 32  # formatting elements open at once
+MAX_INDENT = 16  # list and quote levels shown
 # Spans a broadcast word inside is not one: it is code, a link's label or a name.
 _OPAQUE: frozenset[SpanKind] = frozenset({"code", "pre", "link", "mention"})
 
 
-def parse_content(content: Mapping[str, Any], *, network: str, ghosts: Ghosts, reply: bool) -> Text:
+class FormatError(Exception):
+    """A message's HTML was refused or could not be read: its plain body stands in, on record."""
+
+
+def parse_content(
+    content: Mapping[str, Any], *, network: str, ghosts: Ghosts, reply: bool, html: bool = True
+) -> Text:
     """The text of an `m.room.message` content (or of its `m.new_content`).
 
     `reply`: the event is a reply, so a plain body may start with a quoted fallback.
+    `html`: read `formatted_body`; a FormatError says it is over MAX_HTML_CHARS or unreadable,
+    and the caller converts again with `html=False` and flags the event `format_fallback`.
     """
-    text = _content_text(content, network=network, ghosts=ghosts, reply=reply)
+    try:
+        text = _content_text(content, network=network, ghosts=ghosts, reply=reply, html=html)
+    except FormatError:
+        raise
+    except Exception as exc:  # whatever hostile markup finds, it must not cost the event
+        raise FormatError(f"{type(exc).__name__}: {exc}") from exc
     mentions = content.get("m.mentions")
     # Only an intentional room mention broadcasts: a word typed alone pings nobody on Matrix.
     if isinstance(mentions, Mapping) and mentions.get("room") is True:
@@ -94,11 +118,15 @@ def parse_content(content: Mapping[str, Any], *, network: str, ghosts: Ghosts, r
     return text
 
 
-def _content_text(content: Mapping[str, Any], *, network: str, ghosts: Ghosts, reply: bool) -> Text:
+def _content_text(
+    content: Mapping[str, Any], *, network: str, ghosts: Ghosts, reply: bool, html: bool
+) -> Text:
     body = content.get("body")
     body = body if isinstance(body, str) else ""
     formatted = content.get("formatted_body")
-    if content.get("format") == HTML_FORMAT and isinstance(formatted, str):
+    if html and content.get("format") == HTML_FORMAT and isinstance(formatted, str):
+        if len(formatted) > MAX_HTML_CHARS:
+            raise FormatError(f"formatted_body of {len(formatted)} characters")
         text = parse_html(formatted, network=network, ghosts=ghosts)
         if text or not body:
             return text
@@ -106,11 +134,21 @@ def _content_text(content: Mapping[str, Any], *, network: str, ghosts: Ghosts, r
 
 
 def _with_broadcasts(text: Text, network: str) -> Text:
-    opaque = [s for s in text.spans if s.kind in _OPAQUE]
+    # covered[i]: characters before offset i inside code, a link or a name; each match is then one lookup.
+    depth = [0] * (len(text.plain) + 1)
+    for s in text.spans:
+        if s.kind in _OPAQUE and s.start < s.end:
+            depth[max(s.start, 0)] += 1
+            depth[min(s.end, len(text.plain))] -= 1
+    covered, inside, total = [0], 0, 0
+    for step in depth[:-1]:
+        inside += step
+        total += inside > 0
+        covered.append(total)
     found = [
-        Span("mention", m.start(), m.end(), network=network, user=_BROADCAST_WORDS[m.group()])
+        Span("mention", m.start(), m.end(), network=network, user=_BROADCAST_WORDS[m.group()], broadcast=True)
         for m in _BROADCAST.finditer(text.plain)
-        if not any(s.start < m.end() and m.start() < s.end for s in opaque)
+        if covered[m.end()] == covered[m.start()]
     ]
     return text.with_spans(found)
 
@@ -130,8 +168,15 @@ def strip_reply_fallback(body: str) -> str:
 
 def parse_html(html: str, *, network: str, ghosts: Ghosts) -> Text:
     parser = _Parser(network=network, ghosts=ghosts)
-    parser.feed(html)
-    parser.close()
+    for token in tokens(html):
+        if isinstance(token, str):
+            parser.handle_data(token)
+        elif isinstance(token, EndTag):
+            parser.handle_endtag(token.name)
+        elif token.self_closing:
+            parser.handle_startendtag(token.name, token.attrs)
+        else:
+            parser.handle_starttag(token.name, token.attrs)
     return parser.finish()
 
 
@@ -146,6 +191,12 @@ def mention_target(href: str, *, network: str, ghosts: Ghosts) -> tuple[str, str
     if not mxid.startswith("@") or ":" not in mxid:
         return None  # a room or event link, not a user
     return ghosts.parse(mxid) or (network, mxid)
+
+
+def _names_person(user: str) -> bool:
+    # `!…` is how broadcasts and groups travel (`!channel`, `!subteam^S1`); no network's user id
+    # looks like that, nor holds spaces, controls or markup characters.
+    return bool(user) and not user.startswith("!") and _NOT_A_USER_ID.search(user) is None
 
 
 @dataclass
@@ -164,13 +215,15 @@ class _List:
     number: int
 
 
-class _Parser(HTMLParser):
+class _Parser:
     def __init__(self, *, network: str, ghosts: Ghosts) -> None:
-        super().__init__(convert_charrefs=True)
         self.network = network
         self.ghosts = ghosts
         self.out = TextBuilder()
         self.stack: list[_Open] = []
+        self.on_stack: Counter[str] = Counter()  # tags in `stack`, so an end tag is matched at once
+        self.unstarted = 0  # stack[unstarted:] have had no content yet
+        self.styled = 0  # entries of `stack` that make a span
         self.lists: list[_List] = []
         self.skip = 0
         self.quote = 0
@@ -181,28 +234,34 @@ class _Parser(HTMLParser):
         self.space = False
         self.marker = ""
         self.at_line_start = True
+        self.trailing = 0  # line breaks the output ends with
+
+    def _append(self, s: str) -> None:
+        self.out.append(s)
+        kept = s.rstrip("\n")
+        self.trailing = len(s) - len(kept) if kept else self.trailing + len(s)
 
     def _settle(self) -> None:
         if self.breaks and self.out.length:
             self._pay_breaks()
             self.at_line_start = True
         elif self.space and not self.at_line_start:
-            self.out.append(" ")
+            self._append(" ")
         self.breaks = 0
         self.space = False
         if self.at_line_start and self.quote:
-            self.out.append("> " * self.quote)
+            self._append("> " * min(self.quote, MAX_INDENT))
         if self.marker:
-            self.out.append(self.marker)
+            self._append(self.marker)
             self.marker = ""
         self.at_line_start = False
-        for entry in self.stack:
-            if entry.start is None:
-                entry.start = self.out.length
+        for entry in self.stack[self.unstarted :]:
+            entry.start = self.out.length
+        self.unstarted = len(self.stack)
 
     def _content(self, s: str) -> None:
         self._settle()
-        self.out.append(s)
+        self._append(s)
 
     def _block(self, n: int) -> None:
         if not self.marker:  # a paragraph right inside a list item stays on the marker's line
@@ -214,20 +273,14 @@ class _Parser(HTMLParser):
             self._pay_breaks()
         self.breaks = 0
         self.space = False
-        self.out.append("\n")
+        self._append("\n")
         self.at_line_start = True
 
     def _pay_breaks(self) -> None:
         # A `<br>` right before a block already ended the line, as a browser shows it.
-        ending = 0
-        for part in reversed(self.out.parts):
-            kept = part.rstrip("\n")
-            ending += len(part) - len(kept)
-            if kept:
-                break
-        self.out.append("\n" * max(0, self.breaks - ending))
+        self._append("\n" * max(0, self.breaks - self.trailing))
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+    def handle_starttag(self, tag: str, attrs: dict[str, str | None]) -> None:
         if self.skip:
             if tag in _SKIPPED:
                 self.skip += 1
@@ -252,13 +305,18 @@ class _Parser(HTMLParser):
         elif tag == "li":
             self._list_item()
         elif tag == "img":
-            alt = dict(attrs).get("alt")
+            alt = attrs.get("alt")
             if alt:
                 self._text(alt)
         elif tag not in _VOID:
-            self.stack.append(self._open(tag, dict(attrs)))
+            entry = self._open(tag, attrs)
+            if entry.kind is not None and self.styled >= MAX_NESTING:
+                entry = _Open(tag)  # deeper styles add nothing a reader can see, only work
+            self.styled += entry.kind is not None
+            self.on_stack[tag] += 1
+            self.stack.append(entry)
 
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+    def handle_startendtag(self, tag: str, attrs: dict[str, str | None]) -> None:
         self.handle_starttag(tag, attrs)
         if tag not in _VOID:
             self.handle_endtag(tag)
@@ -268,6 +326,8 @@ class _Parser(HTMLParser):
             href = (attrs.get("href") or "").strip()
             target = mention_target(href, network=self.network, ghosts=self.ghosts)
             if target is not None:
+                if not _names_person(target[1]):
+                    return _Open(tag)  # a forged pill is its label, as text
                 return _Open(tag, "mention", network=target[0], user=target[1])
             if href.lower().startswith(_SAFE_SCHEMES):
                 return _Open(tag, "link", url=href)
@@ -279,7 +339,7 @@ class _Parser(HTMLParser):
         if self.lists and self.lists[-1].ordered:
             marker = f"{self.lists[-1].number}. "
             self.lists[-1].number += 1
-        self.marker = "  " * max(0, len(self.lists) - 1) + marker
+        self.marker = "  " * min(max(0, len(self.lists) - 1), MAX_INDENT) + marker
 
     def handle_endtag(self, tag: str) -> None:
         if self.skip:
@@ -296,13 +356,20 @@ class _Parser(HTMLParser):
             self.quote -= 1
         elif tag in ("ul", "ol") and self.lists:
             self.lists.pop()
-        if not any(o.tag == tag for o in self.stack):
+        if not self.on_stack[tag]:
             return  # a stray end tag closes nothing
         while self.stack:
-            entry = self.stack.pop()
-            self._close(entry)
+            entry = self._pop()
             if entry.tag == tag:
                 break
+
+    def _pop(self) -> _Open:
+        entry = self.stack.pop()
+        self.on_stack[entry.tag] -= 1
+        self.styled -= entry.kind is not None
+        self.unstarted = min(self.unstarted, len(self.stack))
+        self._close(entry)
+        return entry
 
     def _close(self, entry: _Open) -> None:
         if entry.kind is not None and entry.start is not None:
@@ -315,7 +382,7 @@ class _Parser(HTMLParser):
         if code:
             self._settle()
             start = self.out.length
-            self.out.append(code)
+            self._append(code)
             self.out.add_span("pre", start)
         self._block(_BLOCK_BREAKS["pre"])
 
@@ -338,25 +405,26 @@ class _Parser(HTMLParser):
         if self.pre is not None:
             self._close_pre()
         while self.stack:
-            self._close(self.stack.pop())
+            self._pop()
         text = self.out.build()
         # Trailing line breaks are layout, but a code block keeps every character of its own.
         end = max([len(text.plain.rstrip()), *(s.end for s in text.spans if s.kind == "pre")])
         return text.slice(0, end)
 
 
-def _start_number(attrs: list[tuple[str, str | None]]) -> int:
+def _start_number(attrs: dict[str, str | None]) -> int:
     try:
-        return int(dict(attrs).get("start") or 1)
+        return int(attrs.get("start") or 1)
     except ValueError:
         return 1
 
 
 def render(text: Text, *, network: str, ghosts: Ghosts) -> tuple[str, str | None]:
-    """(body, formatted_body) for `text`; formatted_body is None when plain text says it all."""
+    """(body, formatted_body) for `text`; formatted_body is None when plain text says it all.
+    Both are well-formed Unicode: a homeserver cannot carry a lone surrogate."""
     if not text.spans:
-        return text.plain, None
-    return text.plain, _Renderer(network, ghosts).render(text)
+        return well_formed(text.plain), None
+    return well_formed(text.plain), well_formed(_Renderer(network, ghosts).render(text))
 
 
 @dataclass

@@ -34,7 +34,7 @@ def text_content(
     # Always present, so clients ping exactly the mentioned users and never match
     # bridged words like "@room" against push rules.
     mentions: dict[str, Any] = {"user_ids": mentioned(text, network=network, ghosts=ghosts)}
-    if any(span.user in BROADCASTS for span in text.mentions()):
+    if any(span.broadcast and span.user in BROADCASTS for span in text.mentions()):
         # Matrix's only broadcast; the text still says which one (`@here`, `@channel`).
         mentions["room"] = True
     content["m.mentions"] = mentions
@@ -109,6 +109,15 @@ def edit_content(out: Outbound, *, network: str, ghosts: Ghosts) -> dict[str, An
     content["m.new_content"] = new
     content["m.relates_to"] = {"rel_type": "m.replace", "event_id": out.target_native_id}
     return content
+
+
+def reaction_content(out: Outbound) -> dict[str, Any]:
+    """An `m.reaction` annotating the destination's copy of the message; `text` is the key."""
+    if not out.target_native_id:
+        raise ValueError("a reaction needs target_native_id")
+    return {
+        "m.relates_to": {"rel_type": "m.annotation", "event_id": out.target_native_id, "key": out.text.plain}
+    }
 
 
 def file_content(attachment: Attachment, mxc: str) -> dict[str, Any]:

@@ -1,10 +1,16 @@
-"""Who may notify a whole room: the room's power levels, as Matrix clients enforce them.
+"""Who may notify a whole room, or delete others' messages: the room's power levels.
 
 Synapse only lets `@room` ping people when the sender's power level reaches
 `notifications.room` (50 unless the room says otherwise); from room version 12
 on, the room's creators outrank every level. The bridge applies
 the same rule before turning an `@room` into a broadcast on another network,
 or anyone could ping a whole Slack channel from a room where they may not.
+
+A redaction of someone else's event takes effect only when its sender's level
+reaches `redact` (50 by default), yet the homeserver pushes the bridge every
+redaction it accepted, including ones it will never apply (the auth rules let
+a server's users send them for its other users' events, to be rechecked
+later). The bridge relays such a delete only from those the room lets redact.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 DEFAULT_ROOM_NOTIFY = 50  # the spec's default for notifications.room
+DEFAULT_REDACT = 50  # the spec's default for redact
 
 
 @dataclass(frozen=True)
@@ -23,6 +30,9 @@ class RoomPowers:
 
     def may_notify_room(self, user: str) -> bool:
         return user in self.creators or may_notify_room(self.levels, user)
+
+    def may_redact_others(self, user: str) -> bool:
+        return user in self.creators or may_redact_others(self.levels, user)
 
 
 def privileged_creators(create: Mapping[str, Any]) -> frozenset[str]:
@@ -38,13 +48,21 @@ def privileged_creators(create: Mapping[str, Any]) -> frozenset[str]:
 
 
 def may_notify_room(levels: Mapping[str, Any], user: str) -> bool:
+    notifications = levels.get("notifications")
+    needed = notifications.get("room") if isinstance(notifications, Mapping) else None
+    return _user_level(levels, user) >= _level(needed, DEFAULT_ROOM_NOTIFY)
+
+
+def may_redact_others(levels: Mapping[str, Any], user: str) -> bool:
+    return _user_level(levels, user) >= _level(levels.get("redact"), DEFAULT_REDACT)
+
+
+def _user_level(levels: Mapping[str, Any], user: str) -> int:
     users = levels.get("users")
     level = users.get(user) if isinstance(users, Mapping) else None
     if level is None:
         level = levels.get("users_default", 0)
-    notifications = levels.get("notifications")
-    needed = notifications.get("room") if isinstance(notifications, Mapping) else None
-    return _level(level, 0) >= _level(needed, DEFAULT_ROOM_NOTIFY)
+    return _level(level, 0)
 
 
 def mentions_room(content: Mapping[str, Any]) -> bool:

@@ -253,7 +253,7 @@ class _Parser:
                 if label.startswith("@")
                 else "@" + (label or target[1:].partition("^")[2] or target[1:])
             )
-            self.out.add_span("mention", begin, network=self.network, user=target)
+            self.out.add_span("mention", begin, network=self.network, user=target, broadcast=True)
         elif target.startswith("!"):
             # <!date^…|fallback> and the like: readers see the fallback.
             self.out.append(label or target[1:])
@@ -418,6 +418,8 @@ def _fallback_text(text: Text, span: Span, network: str) -> str:
 
 def _mention(span: Span, visible: str, network: str) -> str | None:
     user = span.user
+    if not span.broadcast and user.startswith("!"):
+        return None  # a user id that reads like a broadcast or group ping is text
     if user in BROADCASTS:  # the canonical names are Slack's own
         return f"<{user}>"
     if span.network != network:

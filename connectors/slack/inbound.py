@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bridge.model import Attachment, Delete, Edit, Event, Message, RemoteUser
+from bridge.model import Attachment, Delete, Edit, Event, Message, Reaction, RemoteUser
 from bridge.text import Text
+from connectors.slack.emoji import emoji
 from connectors.slack.files import Files
 from connectors.slack.format import mentioned_users, parse, unnamed_channels
 from connectors.slack.names import NameCache, user_display
@@ -16,6 +17,16 @@ from connectors.slack.names import NameCache, user_display
 # Message subtypes that are something a person (or another app) said; the rest
 # (channel_join, channel_topic, pinned_item, ...) are Slack's own notices.
 SAID = frozenset({None, "thread_broadcast", "file_share", "me_message", "bot_message"})
+# Slack's own notices of membership and housekeeping, which nobody typed. Any other subtype
+# (a topic set, an item pinned, one Slack invents next year) is archived, not relayed.
+NOTICES = frozenset(
+    {
+        "channel_join", "channel_leave", "group_join", "group_leave", "channel_archive",
+        "channel_unarchive", "group_archive", "group_unarchive", "bot_add", "bot_remove",
+        "message_replied", "ekm_access_denied", "channel_convert_to_private", "channel_convert_to_public", "tombstone",
+    }
+)  # fmt: skip
+REACTIONS = {"reaction_added": False, "reaction_removed": True}  # event type → removed
 SLACKBOT = "USLACKBOT"
 
 
@@ -51,6 +62,8 @@ class Inbound:
             if isinstance(user, Mapping) and isinstance(user.get("id"), str):
                 self.users.put(user["id"], user_display(user))
             return None
+        if kind in REACTIONS:
+            return await self._reaction(event, REACTIONS[kind])
         channel = event.get("channel")
         if kind != "message" or not isinstance(channel, str):
             return None
@@ -59,7 +72,7 @@ class Inbound:
             return await self._changed(event, channel)
         if subtype == "message_deleted":
             return await self._deleted(event, channel)
-        if subtype not in SAID or self.me.wrote(event) or not isinstance(event.get("ts"), str):
+        if subtype in NOTICES or self.me.wrote(event) or not isinstance(event.get("ts"), str):
             return None
         return await self._message(event, channel)
 
@@ -68,15 +81,14 @@ class Inbound:
         if sender is None:
             return None
         ts = event["ts"]
-        text = await self._text(event.get("text"))
+        said = event.get("subtype") in SAID
+        text = await self._text(event.get("text") or (_shared_text(event) if said else None))
         files = event.get("files")
         attachments: list[Attachment] = []
         if isinstance(files, list):
             for f in files:
                 if isinstance(f, Mapping):
                     attachments.append(await self.files.attachment(f))
-        if not text and not attachments:
-            return None
         thread_ts = event.get("thread_ts")
         return Message(
             network=self.network,
@@ -88,6 +100,34 @@ class Inbound:
             kind="emote" if event.get("subtype") == "me_message" else "text",
             thread_id=thread_ts if isinstance(thread_ts, str) and thread_ts != ts else None,
             attachments=tuple(attachments),
+            flags=() if said else ("slack_subtype",),
+            # Kept whole where the text may not be all of it (blocks, a forward, a new subtype).
+            native=None if said and (event.get("text") or attachments) else dict(event),
+            relay=said and bool(text or attachments),
+        )
+
+    async def _reaction(self, event: Mapping[str, Any], removed: bool) -> Reaction | None:
+        """A reaction to a message; Slack names no reaction id, so the event's time is its id."""
+        item = event.get("item")
+        item = item if isinstance(item, Mapping) else {}
+        channel, target, name = item.get("channel"), item.get("ts"), event.get("reaction")
+        native_id = _event_ts(event)
+        if item.get("type") != "message" or not all(isinstance(v, str) for v in (channel, target, name)):
+            return None  # reactions to files and file comments belong to no bridged message
+        if self.me.wrote(event) or not native_id:
+            return None
+        sender = await self._sender(event)
+        if sender is None:
+            return None
+        return Reaction(
+            network=self.network,
+            room=channel,
+            native_id=f"reaction/{native_id}",
+            sender=sender,
+            target_native_id=target,
+            key=emoji(name),
+            occurred_at=_time(native_id),
+            removed=removed,
         )
 
     async def _changed(self, event: Mapping[str, Any], channel: str) -> Event | None:
@@ -109,6 +149,7 @@ class Inbound:
                 sender=await self._sender(previous) or RemoteUser(self.network, SLACKBOT, "Slackbot"),
                 target_native_id=target,
                 occurred_at=_time(native_id),
+                moderator=True,  # Slack reports only deletions it allowed: the author's or an admin's
             )
         if previous and new.get("text") == previous.get("text"):
             return None  # link unfurls, reply counts, pins: the words did not change
@@ -139,6 +180,7 @@ class Inbound:
             sender=await self._sender(previous) or RemoteUser(self.network, SLACKBOT, "Slackbot"),
             target_native_id=target,
             occurred_at=_time(native_id),
+            moderator=True,  # Slack reports only deletions it allowed: the author's or an admin's
         )
 
     async def _sender(self, message: Mapping[str, Any]) -> RemoteUser | None:
@@ -159,6 +201,18 @@ class Inbound:
         await self.users.prefetch(mentioned_users(wire))
         await self.channels.prefetch(unnamed_channels(wire))
         return parse(wire, self.network, self.users.known, self.channels.known)
+
+
+def _shared_text(event: Mapping[str, Any]) -> str | None:
+    """The words of a message that has no `text` of its own (a forward, a share): its
+    attachments' text or fallbacks, one per line."""
+    parts = []
+    for a in event.get("attachments") or ():
+        if isinstance(a, Mapping):
+            words = a.get("text") or a.get("fallback")
+            if isinstance(words, str) and words:
+                parts.append(words)
+    return "\n".join(parts) or None
 
 
 def _event_ts(event: Mapping[str, Any]) -> str:

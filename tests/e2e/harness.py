@@ -8,6 +8,7 @@ using matrix-nio against the real Synapse.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -37,22 +38,26 @@ from nio import (
 from tests.servers.synapse import SynapseSession
 
 
+def ngircd_network(port: int, relay: str, **extra: Any) -> dict[str, Any]:
+    """An IRC network on ngircd, which has no services accounts: senders are mapped by nick."""
+    return {
+        "type": "irc",
+        "host": "127.0.0.1",
+        "port": port,
+        "nick": relay,
+        "identify": "nick",
+        "flood_rate": 50.0,
+        **extra,
+    }
+
+
 def irc_matrix_config(
     synapse: SynapseSession, irc_port: int, alias: str, channel: str, relay: str, archive_url: str
 ) -> dict[str, Any]:
     """A bridge config linking one Matrix room to one IRC channel, as an admin writes it."""
     return {
         "matrix": synapse.matrix_options(),
-        "networks": {
-            "irc": {
-                "type": "irc",
-                "host": "127.0.0.1",
-                "port": irc_port,
-                "nick": relay,
-                "flood_burst": 50,
-                "flood_rate": 50.0,
-            }
-        },
+        "networks": {"irc": ngircd_network(irc_port, relay, flood_burst=50)},
         "directory": {"type": "yaml", "path": "directory.yaml", "unmapped": "deny"},
         "archive": {"url": archive_url},
         "rooms": [{"id": "trading", "matrix": f"#{alias}:{synapse.server_name}", "irc": channel}],
@@ -110,41 +115,28 @@ def archived(url: str) -> list[Archived]:
     return [Archived(r[0], r[1], r[2], r[3], r[4], r[5], r[6] or "", r[7] or "", r[8]) for r in rows]
 
 
-def irc_without_services() -> dict[str, str]:
-    """IRC options for a server without services accounts (ngircd): identity by nick, said explicitly
-    where the connector knows the setting."""
-    from connectors.irc.settings import OPTIONS
-
-    return {"identify": "nick"} if "identify" in OPTIONS else {}
-
-
-def verify_archive(config_path: Path) -> subprocess.CompletedProcess[str]:
-    """`switchboard archive verify` on the bridge's own config, as an auditor runs it."""
-    return switchboard("archive", "verify", "-c", str(config_path), timeout=600)
+def verify_archive(config_path: Path, public_key: Path) -> subprocess.CompletedProcess[str]:
+    """`switchboard archive verify` on the bridge's own config, trusting `public_key` (the .pub file
+    `archive keygen` wrote), as an auditor runs it."""
+    return switchboard("archive", "verify", "-c", str(config_path), "--key", str(public_key), timeout=600)
 
 
 async def put_transaction(
-    port: int, txn: str, events: list[dict[str, Any]], token: str, http: aiohttp.ClientSession | None = None
+    synapse: SynapseSession,
+    txn: str,
+    events: list[dict[str, Any]],
+    token: str,
+    http: aiohttp.ClientSession | None = None,
 ) -> int:
-    """Push an appservice transaction to the bridge exactly as a homeserver does; return the status."""
-    url = f"http://127.0.0.1:{port}/_matrix/app/v1/transactions/{txn}"
+    """PUT an appservice transaction to the bridge as the homeserver would; its HTTP status.
+    Pass `http` to reuse one session for many."""
+    url = f"http://127.0.0.1:{synapse.bridge_port}/_matrix/app/v1/transactions/{txn}"
     headers = {"Authorization": f"Bearer {token}"}
-    if http is not None:
+    async with contextlib.AsyncExitStack() as stack:
+        if http is None:
+            http = await stack.enter_async_context(aiohttp.ClientSession())
         async with http.put(url, json={"events": events}, headers=headers) as reply:
             return reply.status
-    async with (
-        aiohttp.ClientSession() as own,
-        own.put(url, json={"events": events}, headers=headers) as reply,
-    ):
-        return reply.status
-
-
-def seeded(what: str) -> random.Random:
-    """A random generator for a generated run, its seed printed (and taken from SWITCHBOARD_SEED
-    when set), so a failure can be repeated exactly."""
-    value = int(os.environ.get("SWITCHBOARD_SEED") or random.randrange(2**32))
-    print(f"{what}: seed {value} (SWITCHBOARD_SEED={value} repeats it)")
-    return random.Random(value)
 
 
 def unique(prefix: str) -> str:

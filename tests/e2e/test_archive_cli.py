@@ -24,6 +24,7 @@ directory: {{type: yaml, path: directory.yaml}}
 archive:
   url: {url}
   signing_key: archive-signing.key
+  public_key: archive-signing.key.pub
   checkpoint_every: 5
   retention: {{default: 0d, networks: {{matrix: 7y}}}}
 rooms:
@@ -104,7 +105,7 @@ def test_compliance_workflow(
     assert code == 0 and out[0].startswith("bundle intact: 3 records")
     eml = bundle / "eml" / "0000000003.eml"
     eml.write_bytes(eml.read_bytes().replace(b"number 3", b"number 8"))
-    code, out, _ = run(capsys, "archive", "verify", "--bundle", str(bundle))
+    code, out, _ = run(capsys, "archive", "verify", "--bundle", str(bundle), "--key", public_key)
     assert code == 1 and out == ["seq 3: eml/0000000003.eml was changed where it holds this record"]
     code, _, err = run(capsys, "archive", "export", *c, "--format", "csv", "--out", str(bundle))
     assert code == 2 and "not an empty directory" in err[0]

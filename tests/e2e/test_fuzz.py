@@ -34,7 +34,7 @@ from tests.e2e.harness import (
     BridgeProcess,
     MatrixUser,
     archived,
-    irc_without_services,
+    ngircd_network,
     put_transaction,
     seeded,
     switchboard,
@@ -411,8 +411,7 @@ async def fuzzed(
             "matrix": synapse.matrix_options(),
             "networks": {
                 "slack": {"type": "slack", "bot_token": emu.bot_token, "app_token": emu.app_token, "api_url": emu.base_url},
-                "irc": {"type": "irc", "host": "127.0.0.1", "port": ircd.port, "nick": relay, "flood_burst": 1000,
-                        "flood_rate": 2000.0, **irc_without_services()},
+                "irc": ngircd_network(ircd.port, relay, flood_burst=1000, flood_rate=2000.0),
             },
             "directory": {"type": "yaml", "path": "directory.yaml", "unmapped": "deny"},
             "archive": {"url": f"sqlite:///{workdir / 'archive.db'}", "signing_key": str(workdir / "archive-signing.key")},
@@ -481,7 +480,7 @@ async def on_slack(world: Fuzzed, channel: str, tag: str) -> None:
 
 def assert_no_problems(world: Fuzzed, problems: list[str]) -> None:
     """One assertion for all a run found (each is worth knowing), `archive verify` included."""
-    verify = verify_archive(world.bridge.config_path)
+    verify = verify_archive(world.bridge.config_path, world.bridge.workdir / "archive-signing.key.pub")
     if verify.returncode != 0:
         problems.append(f"archive verify: {verify.stdout}{verify.stderr}")
     assert not problems, "\n".join(problems)
@@ -539,9 +538,7 @@ async def test_fuzz_matrix(fuzzed: Fuzzed) -> None:
             status = 0
             for _ in range(tries):  # Synapse would retry forever; a few tries tell a poisoned one apart
                 with contextlib.suppress(TimeoutError):
-                    status = await put_transaction(
-                        world.synapse.bridge_port, txn, batch, world.synapse.hs_token, http
-                    )
+                    status = await put_transaction(world.synapse, txn, batch, world.synapse.hs_token, http)
                 if status == 200:
                     break
             return status

@@ -15,11 +15,17 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import pytest
 
 from bridge.sandbox.ircd import Ngircd
-from tests.e2e.harness import BridgeProcess, MatrixUser, alice_and_bob, irc_matrix_config, unique
+from tests.e2e.harness import (
+    BridgeProcess,
+    MatrixUser,
+    alice_and_bob,
+    irc_matrix_config,
+    put_transaction,
+    unique,
+)
 from tests.servers.ircclient import IrcClient, Line
 from tests.servers.synapse import SynapseSession
 
@@ -176,15 +182,6 @@ async def test_crlf_injection_neither_joins_nor_quits(world: World) -> None:
     assert f"<Alice Smith> JOIN {evil}" in world.relayed()
 
 
-async def _put_transaction(world: World, txn: str, events: list[dict[str, Any]], token: str) -> int:
-    port = world.synapse.bridge_port
-    url = f"http://127.0.0.1:{port}/_matrix/app/v1/transactions/{txn}"
-    async with aiohttp.ClientSession() as http:
-        headers = {"Authorization": f"Bearer {token}"}
-        async with http.put(url, json={"events": events}, headers=headers) as reply:
-            return reply.status
-
-
 def _event(world: World, body: str) -> dict[str, Any]:
     return {
         "type": "m.room.message",
@@ -198,8 +195,8 @@ def _event(world: World, body: str) -> dict[str, Any]:
 
 async def test_wrong_hs_token_is_refused_and_nothing_is_kept(world: World) -> None:
     forged = _event(world, "forged-by-attacker")
-    assert await _put_transaction(world, unique("t"), [forged], "not-the-hs-token") == 403
-    assert await _put_transaction(world, unique("t"), [forged], "") in (401, 403)
+    assert await put_transaction(world.synapse, unique("t"), [forged], "not-the-hs-token") == 403
+    assert await put_transaction(world.synapse, unique("t"), [forged], "") in (401, 403)
     await world.alice.send(world.room_id, "after the forgery")
     await world.irc_line("after the forgery")
     assert not [t for t in world.relayed() if "forged-by-attacker" in t]
@@ -210,9 +207,9 @@ async def test_same_transaction_twice_is_processed_once(world: World) -> None:
     txn = unique("t")
     event = _event(world, f"once-only {txn}")
     for _ in range(2):
-        assert await _put_transaction(world, txn, [event], world.synapse.hs_token) == 200
+        assert await put_transaction(world.synapse, txn, [event], world.synapse.hs_token) == 200
     # A different transaction carrying the same event (a homeserver retry) is deduplicated too.
-    assert await _put_transaction(world, unique("t"), [event], world.synapse.hs_token) == 200
+    assert await put_transaction(world.synapse, unique("t"), [event], world.synapse.hs_token) == 200
     await world.irc_line(f"once-only {txn}")
     await world.alice.send(world.room_id, f"marker after {txn}")
     await world.irc_line(f"marker after {txn}")

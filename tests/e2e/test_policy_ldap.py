@@ -19,7 +19,7 @@ import pytest
 from nio import UploadResponse
 
 from bridge.sandbox.ircd import Ngircd
-from tests.e2e.harness import BridgeProcess, MatrixUser, switchboard, unique
+from tests.e2e.harness import BridgeProcess, MatrixUser, ngircd_network, switchboard, unique
 from tests.servers.ircclient import IrcClient
 from tests.servers.slapd import Person, Slapd
 from tests.servers.synapse import SynapseSession
@@ -99,9 +99,7 @@ async def world(synapse: SynapseSession, tmp_path_factory: pytest.TempPathFactor
         await client.join(channel)
     config = {
         "matrix": synapse.matrix_options(),
-        "networks": {
-            "irc": {"type": "irc", "host": "127.0.0.1", "port": ircd.port, "nick": relay, "flood_rate": 50.0}
-        },
+        "networks": {"irc": ngircd_network(ircd.port, relay)},
         "directory": slapd.options(refresh_seconds=1, negative_cache_seconds=1, unmapped="deny"),
         "archive": {"url": "sqlite:///archive.db"},
         "policy": {
@@ -177,20 +175,20 @@ async def test_group_member_is_bridged_and_non_member_refused_with_a_notice(worl
     assert allowed["employee_id"] == "E1001"
 
 
-async def test_file_in_a_files_blocked_room_is_not_relayed_but_its_hash_is_archived(world: World) -> None:
-    data = b"%PDF-1.4 quarterly numbers " + bytes(range(256)) * 8
+async def _send_file(world: World, data: bytes, body: str, **extra: str) -> None:
+    """Alice uploads a PDF and posts it as m.file with `body` (a caption when `filename` differs)."""
     reply, _ = await world.alice.client.upload(
         io.BytesIO(data), content_type="application/pdf", filename="q3.pdf", filesize=len(data)
     )
     assert isinstance(reply, UploadResponse), reply
+    info = {"size": len(data), "mimetype": "application/pdf"}
+    await world.alice.send(world.room_id, body, msgtype="m.file", url=reply.content_uri, info=info, **extra)
+
+
+async def test_file_in_a_files_blocked_room_is_not_relayed_but_its_hash_is_archived(world: World) -> None:
+    data = b"%PDF-1.4 quarterly numbers " + bytes(range(256)) * 8
     tag = unique("f")
-    await world.alice.send(
-        world.room_id,
-        f"q3-{tag}.pdf",
-        msgtype="m.file",
-        url=reply.content_uri,
-        info={"size": len(data), "mimetype": "application/pdf"},
-    )
+    await _send_file(world, data, f"q3-{tag}.pdf")
     # A bare file has no text to search by: find its record by the rule that refused it.
     seq = await asyncio.to_thread(world.bridge.wait_record, "policy_block", "r.rule LIKE 'files:%'")
     [record] = [r for r in await world.records("--kind", "policy_block") if r["seq"] == seq]
@@ -203,6 +201,32 @@ async def test_file_in_a_files_blocked_room_is_not_relayed_but_its_hash_is_archi
     await world.alice.send(world.room_id, f"{tag} after the file")
     await world.on_irc(f"{tag} after the file")
     assert not [t for t in world.irc_texts() if f"q3-{tag}" in t]
+
+
+async def test_a_captioned_file_reaches_irc_as_its_words_and_the_record_says_the_file_did_not(
+    world: World,
+) -> None:
+    tag = unique("w")
+    await _send_file(world, b"%PDF-1.4 forecast", f"{tag} the forecast", filename=f"forecast-{tag}.pdf")
+    await world.on_irc(f"<Alice Smith> {tag} the forecast")
+    notice = await world.on_matrix(world.synapse.bot_mxid, "files were not relayed to irc")
+    assert world.alice.user_id in notice["content"]["body"]
+    record = await world.archived(f"{tag} the forecast", "message")
+    # The room blocks files on every network, Matrix too: they may not leave it.
+    assert record["files_withheld"] == {"irc": "files:matrix"} and record["rule"] == "files:matrix"
+    assert record["reason"] == "files withheld from irc: files may not be bridged from matrix here"
+    assert not [t for t in world.irc_texts() if f"forecast-{tag}" in t]
+
+
+async def test_a_card_number_in_a_link_target_is_blocked(world: World) -> None:
+    tag = unique("l")
+    href = "https://pay.test/checkout?card=4111%201111%201111%201111"
+    await world.alice.send(world.room_id, f"{tag} pay here", html=f'{tag} <a href="{href}">pay here</a>')
+    await world.alice.send(world.room_id, f"{tag} marker")
+    await world.on_irc(f"{tag} marker")
+    assert not [t for t in world.irc_texts() if f"{tag} pay here" in t]
+    blocked = await world.archived(f"{tag} pay here", "policy_block")
+    assert blocked["rule"] == "card-numbers" and blocked["employee_id"] == "E1001"
 
 
 async def test_card_number_is_blocked_and_a_promise_is_flagged(world: World) -> None:

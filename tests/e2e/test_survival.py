@@ -42,7 +42,7 @@ from tests.e2e.harness import (
     BridgeProcess,
     MatrixUser,
     archived,
-    irc_without_services,
+    ngircd_network,
     put_transaction,
     seeded,
     switchboard,
@@ -454,15 +454,7 @@ async def three_way(
                     "api_url": emu.base_url,
                     "ping_interval": 1.0,
                 },
-                "irc": {
-                    "type": "irc",
-                    "host": "127.0.0.1",
-                    "port": ircd.port,
-                    "nick": relay,
-                    "flood_burst": 100,
-                    "flood_rate": 100.0,
-                    **irc_without_services(),
-                },
+                "irc": ngircd_network(ircd.port, relay, flood_burst=100, flood_rate=100.0),
             },
             "directory": {"type": "yaml", "path": "directory.yaml", "unmapped": "deny"},
             "archive": {"url": archive_url, "signing_key": str(workdir / "archive-signing.key")},
@@ -512,7 +504,7 @@ def assert_survived(stream: Stream, t: Tally, kills: int) -> Verdict:
 
 
 def assert_verifies(portal: Portal) -> None:
-    result = verify_archive(portal.bridge.config_path)
+    result = verify_archive(portal.bridge.config_path, portal.bridge.workdir / "archive-signing.key.pub")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -617,7 +609,7 @@ async def test_postgres_restarted_mid_stream_loses_and_doubles_nothing(
                     # Nothing is acknowledged that could not be committed: Synapse would retry this
                     # transaction, Slack redelivers what it sent meanwhile.
                     txn, event = unique("probe"), probe_event(portal, f"probe {k} {portal.run}")
-                    status = await put_transaction(synapse.bridge_port, txn, [event], synapse.hs_token)
+                    status = await put_transaction(synapse, txn, [event], synapse.hs_token)
                     assert status >= 500, f"a transaction was answered {status} while the archive was down"
                     probes.append((txn, event))
                     waiting = [e["event_id"] for e in portal.emu.events if e["event_time"] >= down + 1]
@@ -627,7 +619,7 @@ async def test_postgres_restarted_mid_stream_loses_and_doubles_nothing(
             finally:
                 sending.cancel()
             for txn, event in probes:  # Synapse's retry, now that the archive is back
-                assert await put_transaction(synapse.bridge_port, txn, [event], synapse.hs_token) == 200
+                assert await put_transaction(synapse, txn, [event], synapse.hs_token) == 200
             t = await drain(portal, stream, timeout=300)
             # The bridge never died: every IRC line it was sent was held and archived, none lost.
             irc_said = [i.marker for i in items if i.network == "irc"]
@@ -703,7 +695,7 @@ async def test_a_full_disk_holds_every_source_until_space_returns(
                 # While nothing can be written, nothing is acknowledged: Synapse's transactions are
                 # answered 500 and retried, Slack's envelopes are not acked.
                 txn, event = unique("probe"), probe_event(portal, f"probe {portal.run}")
-                status = await put_transaction(synapse.bridge_port, txn, [event], synapse.hs_token)
+                status = await put_transaction(synapse, txn, [event], synapse.hs_token)
                 assert status >= 500, f"a transaction was answered {status} on a full disk"
                 waiting = [e["event_id"] for e in portal.emu.events if e["event_time"] >= failed_at + 1]
                 assert waiting and await unacked_while(portal, failed_at + 1) == waiting
@@ -713,7 +705,7 @@ async def test_a_full_disk_holds_every_source_until_space_returns(
                 await sending
             finally:
                 sending.cancel()
-            assert await put_transaction(synapse.bridge_port, txn, [event], synapse.hs_token) == 200
+            assert await put_transaction(synapse, txn, [event], synapse.hs_token) == 200
             t = await drain(portal, stream, timeout=300)
             irc_said = [i.marker for i in items if i.network == "irc"]
             assert [m for m in irc_said if m not in t.archive] == []  # held, not dropped

@@ -29,6 +29,7 @@ import re
 import sqlite3
 import struct
 import time
+import uuid
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ from bridge.sandbox.ircd import Ngircd
 from bridge.sandbox.ports import free_port
 from connectors.matrix.config import DEFAULT_GHOST_PREFIX
 from connectors.matrix.ghosts import Ghosts
-from tests.e2e.harness import BridgeProcess, MatrixUser, switchboard, unique
+from tests.e2e.harness import BridgeProcess, MatrixUser, ngircd_network, put_transaction, switchboard, unique
 from tests.fakes.slack import Posted, SlackEmulator, User, post_signed_event, url_verification_body
 from tests.servers.ircclient import IrcClient, Line
 from tests.servers.synapse import SynapseSession
@@ -300,14 +301,7 @@ async def world(
                 "icon_url_template": ICONS,
                 "ping_interval": 1.0,
             },
-            "irc": {
-                "type": "irc",
-                "host": "127.0.0.1",
-                "port": ircd.port,
-                "nick": relay,
-                "flood_burst": 50,
-                "flood_rate": 50.0,
-            },
+            "irc": ngircd_network(ircd.port, relay, flood_burst=50),
         },
         "directory": {"type": "yaml", "path": "directory.yaml", "unmapped": "deny"},
         "archive": {"url": "sqlite:///archive.db", "signing_key": "archive-signing.key"},
@@ -572,6 +566,93 @@ async def test_edits_and_deletes_work_across_a_bridge_restart(world: World) -> N
     await _matrix_edit(world, unique("rm"), before=world.restart)
 
 
+async def _alice_says(world: World, text: str) -> tuple[str, Posted, int]:
+    """Alice's message, once Slack and IRC have it: (event id, Slack post, record seq)."""
+    event_id = await world.alice.send(world.room_id, text)
+    post = await world.on_slack(lambda p: p.text == text, "Alice's message")
+    await world.on_irc(lambda t: text in t, "Alice's line on IRC")
+    seq = await world.record("message", "r.network = 'matrix' AND r.native_id = ?", (event_id,))
+    await world.record("delivery", "r.target_seq = ? AND r.network = 'slack'", (seq,))
+    return event_id, post, seq
+
+
+def _replace(event_id: str, text: str) -> dict[str, Any]:
+    return {
+        "m.new_content": {"msgtype": "m.text", "body": text},
+        "m.relates_to": {"rel_type": "m.replace", "event_id": event_id},
+    }
+
+
+async def test_a_forged_edit_or_redaction_of_alices_message_is_archived_and_relayed_nowhere(
+    world: World,
+) -> None:
+    tag = unique("fg")
+    said = f"{tag} the spread is 12bp"
+    event_id, post, seq = await _alice_says(world, said)
+    dave = world.dave_mx
+    await dave.client.join(world.room_id)
+
+    # Synapse takes Dave's m.replace of Alice's event: it does not check who edits.
+    forged = f"{tag} the spread is 99bp"
+    forged_id = await dave.send(world.room_id, f"* {forged}", **_replace(event_id, forged))
+    block = await world.record("policy_block", "r.native_id = ? AND r.rule = 'not_author'", (forged_id,))
+    # It refuses Dave's redaction of it, but pushes one it accepted over federation: as here.
+    refused = await dave.client.room_redact(world.room_id, event_id)
+    assert getattr(refused, "status_code", "") == "M_FORBIDDEN", refused
+    redaction = {
+        "type": "m.room.redaction",
+        "event_id": f"$forged-{uuid.uuid4().hex}",
+        "room_id": world.room_id,
+        "sender": dave.user_id,
+        "origin_server_ts": int(time.time() * 1000),
+        "content": {"redacts": event_id},
+    }
+    assert await put_transaction(world.synapse, unique("t"), [redaction], world.synapse.hs_token) == 200
+    await world.record("policy_block", "r.native_id = ? AND r.rule = 'not_author'", (redaction["event_id"],))
+
+    # Alice's own edit comes after both and goes out: the forgeries would have gone before it.
+    fixed = f"{tag} the spread is 12.5bp"
+    await world.alice.send(world.room_id, f"* {fixed}", **_replace(event_id, fixed))
+    updated = await world.on_slack(lambda p: p.ts == post.ts and p.text == fixed, "Alice's edit on Slack")
+    assert updated.previous_texts == (said,)  # never Dave's words under Alice's name
+    assert not world.emu.message(world.channel, post.ts).deleted
+    await world.on_irc(lambda t: fixed in t, "Alice's correction on IRC")
+    assert not [t for t in world.irc_texts() if "99bp" in t]
+    assert not [p for p in world.emu.posted(world.channel) if "99bp" in p.text]
+
+    attempts = [
+        r
+        for r in await asyncio.to_thread(world.bridge.search, "--kind", "policy_block")
+        if r.get("target_seq") == seq
+    ]
+    assert [(r["event_kind"], r["rule"], r["employee_id"]) for r in attempts] == [
+        ("edit", "not_author", "E1004"),
+        ("delete", "not_author", "E1004"),
+    ]
+    assert attempts[0]["seq"] == block and attempts[0]["text"] == forged
+    assert "Dave Brown may not edit a message sent by Alice Smith" in attempts[0]["reason"]
+    await world.record(
+        "edit", "r.network = 'matrix' AND r.target_seq = ? AND r.employee_id = 'E1001'", (seq,)
+    )
+
+
+async def test_a_room_moderators_redaction_is_relayed(world: World) -> None:
+    tag = unique("md")
+    dave = world.dave_mx
+    await dave.client.join(world.room_id)
+    event_id = await dave.send(world.room_id, f"{tag} off the record")
+    post = await world.on_slack(lambda p: tag in p.text, "Dave's message")
+    seq = await world.record("message", "r.network = 'matrix' AND r.native_id = ?", (event_id,))
+    await world.record("delivery", "r.target_seq = ? AND r.network = 'slack'", (seq,))
+    # Alice created the room: she outranks its redact level.
+    redacted = await world.alice.client.room_redact(world.room_id, event_id)
+    assert hasattr(redacted, "event_id"), redacted
+    await world.emu.wait_for(
+        lambda: world.emu.message(world.channel, post.ts).deleted, timeout=TIMEOUT, what="deleted on Slack"
+    )
+    await world.record("delete", "r.native_id = ? AND r.employee_id = 'E1001'", (redacted.event_id,))
+
+
 # -- files ----------------------------------------------------------------------------
 
 
@@ -684,7 +765,10 @@ async def test_a_slack_file_is_exported_inline_from_the_live_archive(world: Worl
     [part] = [p for p in message.iter_attachments() if p.get_filename() == name]
     assert part.get_content_type() == "image/png"
     assert hashlib.sha256(part.get_content()).hexdigest() == hashlib.sha256(data).hexdigest()
-    verified = await asyncio.to_thread(switchboard, "archive", "verify", "--bundle", str(out))
+    public_key = str(world.bridge.workdir / "archive-signing.key.pub")  # what the reviewer was given
+    verified = await asyncio.to_thread(
+        switchboard, "archive", "verify", "--bundle", str(out), "--key", public_key
+    )
     assert verified.returncode == 0, verified.stdout + verified.stderr
     # The bridge went on relaying during the export.
     tag = unique("after")
@@ -935,13 +1019,7 @@ async def test_events_api_refuses_bad_signatures_and_stale_requests(
                 "signing_secret": SIGNING_SECRET,
                 "listen": f"127.0.0.1:{port}",
             },
-            "irc": {
-                "type": "irc",
-                "host": "127.0.0.1",
-                "port": world.ircd.port,
-                "nick": relay,
-                "flood_rate": 50.0,
-            },
+            "irc": ngircd_network(world.ircd.port, relay),
         },
         "directory": {"type": "yaml", "path": "directory.yaml", "unmapped": "deny"},
         "archive": {"url": "sqlite:///archive.db"},

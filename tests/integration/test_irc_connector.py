@@ -23,6 +23,8 @@ from tests.servers.ircclient import IrcClient
 
 ALICE = Sender("matrix", "@alice:corp.test", "Alice Smith", "Alice Smith", "Matrix", "E1001")
 FAST = {"flood_burst": 1000, "flood_rate": 1000.0}
+# ngircd has no services accounts: these tests map senders by nick, as such a server must.
+BY_NICK = {"identify": "nick"}
 _names = itertools.count(1)
 
 
@@ -56,7 +58,14 @@ class RecordingSink:
 
 
 def make_connector(server: Ngircd, **options: Any) -> IrcConnector:
-    merged = {"host": server.host, "port": server.port, "nick": unique("bridge"), **FAST, **options}
+    merged = {
+        "host": server.host,
+        "port": server.port,
+        "nick": unique("bridge"),
+        **FAST,
+        **BY_NICK,
+        **options,
+    }
     return IrcConnector(ConnectorContext("irc", merged, MemoryState()))
 
 
@@ -309,7 +318,7 @@ async def test_first_connection_failure_is_raised() -> None:
 
 
 async def test_sasl_required_but_not_offered_fails(ngircd: Ngircd) -> None:
-    connector = make_connector(ngircd, sasl_username="bot", sasl_password="secret")
+    connector = make_connector(ngircd, sasl_username="bot", sasl_password="secret", allow_insecure=True)
     with pytest.raises(RegistrationError, match="SASL"):
         await connector.start(RecordingSink())
 
@@ -376,3 +385,41 @@ async def test_flood_control_with_server_penalties_loses_nothing() -> None:
             assert elapsed >= (20 - 5) / 2.0 - 0.2  # the bucket, not the server, paced us
             await alice.wait_until(lambda: len(relayed(alice, channel, nick)) == 20, 15, "all 20 lines")
             assert relayed(alice, channel, nick) == [f"<Alice Smith> {line}" for line in lines]
+
+
+async def test_without_services_and_identify_unset_nobody_is_mapped(
+    ngircd: Ngircd, caplog: pytest.LogCaptureFixture
+) -> None:
+    connector = make_connector(ngircd, identify="")
+    channel = unique("#noservices")
+    with caplog.at_level(logging.WARNING):
+        async with running(connector) as sink, user(ngircd, channel, nick="alice") as alice:
+            await connector.join(channel)
+            await alice.privmsg(channel, "I could be anyone")
+            await sink.wait_for(lambda: len(sink.events) == 1, "the line")
+    [event] = sink.events
+    assert isinstance(event, Message)
+    assert (event.sender.native_id, event.sender.display) == ("nick:alice", "alice")
+    assert event.flags == ("unverified_identity",)
+    warnings = [r.message for r in caplog.records if "offers no services accounts" in r.message]
+    assert len(warnings) == 1 and "identify: nick" in warnings[0]
+
+
+async def test_identify_account_on_a_server_without_services_fails_start(ngircd: Ngircd) -> None:
+    connector = make_connector(ngircd, identify="account")
+    with pytest.raises(RegistrationError, match="neither account-tag nor extended-join"):
+        await connector.start(RecordingSink())
+
+
+async def test_identify_nick_flags_every_message(ngircd: Ngircd) -> None:
+    connector = make_connector(ngircd, identify="nick")
+    channel = unique("#bynick")
+    async with running(connector) as sink, user(ngircd, channel) as alice:
+        await connector.join(channel)
+        await alice.privmsg(channel, "mapped by nick")
+        await alice.action(channel, "and flagged")
+        await sink.wait_for(lambda: len(sink.events) == 2, "both lines")
+    assert [(e.sender.native_id, e.flags) for e in sink.events] == [
+        (alice.nick, ("unverified_identity",)),
+        (alice.nick, ("unverified_identity",)),
+    ]

@@ -21,6 +21,7 @@ from bridge.model import Receipt
 from connectors.irc import IrcConnector
 from connectors.irc.session import RegistrationError
 from tests.fakes.state import MemoryState
+from tests.integration.test_irc_connector import RecordingSink
 
 
 @dataclass
@@ -30,6 +31,8 @@ class ScriptedServer:
     mechanisms: str = "PLAIN,EXTERNAL"
     welcome: bool = True
     answer_pings: bool = True
+    caps: str = "server-time"  # offered besides sasl
+    channel_script: list[str] = field(default_factory=list)  # raw lines sent once we joined a channel
     received: list[str] = field(default_factory=list)
     connections: int = 0
     port: int = 0
@@ -49,9 +52,9 @@ class ScriptedServer:
                 send(f"PONG sasl.test {line.removeprefix('PING ')}")
             elif line == "CAP LS 302":
                 send("CAP * LS * :multi-prefix away-notify")
-                send(f"CAP * LS :sasl={self.mechanisms} server-time")
-            elif line == "CAP REQ :sasl":
-                send("CAP * ACK :sasl")
+                send(f"CAP * LS :sasl={self.mechanisms} {self.caps}")
+            elif line.startswith("CAP REQ :"):
+                send(f"CAP * ACK :{line.removeprefix('CAP REQ :')}")
             elif line == "AUTHENTICATE PLAIN":
                 send("AUTHENTICATE +")
             elif line.startswith("AUTHENTICATE "):
@@ -68,6 +71,12 @@ class ScriptedServer:
                     send("904 * :SASL authentication failed")
             elif line == "CAP END" and self.welcome:
                 send("001 bot :Welcome to the SASL test network bot!bot@sasl.test")
+            elif line.startswith("JOIN "):
+                channel = line.removeprefix("JOIN ")
+                writer.write(f":bot!bot@sasl.test JOIN {channel}\r\n".encode())
+                send(f"366 bot {channel} :End of /NAMES list.")
+                for scripted in self.channel_script:
+                    writer.write(f"{scripted}\r\n".encode())
             elif line.startswith("QUIT"):
                 break
         writer.close()
@@ -91,7 +100,8 @@ class NullSink:
 def connector(server: ScriptedServer, password: str = "secret", **options: object) -> IrcConnector:
     settings = {"host": "127.0.0.1", "port": server.port, "nick": "bot"}
     if password:
-        settings |= {"sasl_username": "bot", "sasl_password": password}
+        # Loopback: SASL without TLS is refused unless allowed by name.
+        settings |= {"sasl_username": "bot", "sasl_password": password, "allow_insecure": True}
     return IrcConnector(ConnectorContext("irc", {**settings, **options}, MemoryState()))
 
 
@@ -108,7 +118,7 @@ async def test_sasl_plain_succeeds_before_registration_ends() -> None:
         "CAP LS 302",
         "NICK bot",
         "USER bot 0 * :Switchboard bridge",
-        "CAP REQ :sasl",
+        "CAP REQ :server-time sasl",
         "AUTHENTICATE PLAIN",
         "AUTHENTICATE " + base64.b64encode(b"\0bot\0secret").decode(),
         "CAP END",
@@ -177,3 +187,40 @@ async def test_a_server_that_answers_pings_is_kept() -> None:
             assert server.connections == 1 and irc.connected
         finally:
             await irc.stop()
+
+
+async def test_without_account_tag_accounts_come_from_join_and_account_notify() -> None:
+    script = [
+        ":dana!d@h JOIN #desk dana :Dana Lee",  # extended-join: logged in as dana
+        ":dana!d@h PRIVMSG #desk :logged in at join",
+        ":eve!e@h JOIN #desk * :Eve",  # not logged in
+        ":eve!e@h PRIVMSG #desk :not logged in",
+        ":eve!e@h ACCOUNT eve",
+        ":eve!e@h PRIVMSG #desk :now logged in",
+        ":dana!d@h NICK dana_away",
+        ":dana_away!d@h PRIVMSG #desk :renamed",
+        ":dana_away!d@h ACCOUNT *",
+        ":dana_away!d@h PRIVMSG #desk :logged out",
+        # Without account-tag granted, an account tag is not the server's word.
+        "@account=dana :mallory!m@h PRIVMSG #desk :a tag we never asked for",
+    ]
+    server = ScriptedServer(caps="extended-join account-notify", channel_script=script)
+    async with serving(server):
+        irc = connector(server, password="")
+        sink = RecordingSink()
+        await irc.start(sink)
+        try:
+            await irc.join("#desk")
+            await sink.wait_for(lambda: len(sink.events) == 6, "six channel lines")
+        finally:
+            await irc.stop()
+    assert "CAP REQ :extended-join account-notify" in server.received
+    assert [(e.sender.native_id, e.sender.display, e.text.plain) for e in sink.events] == [
+        ("dana", "dana", "logged in at join"),
+        ("nick:eve", "eve", "not logged in"),
+        ("eve", "eve", "now logged in"),
+        ("dana", "dana_away", "renamed"),
+        ("nick:dana_away", "dana_away", "logged out"),
+        ("nick:mallory", "mallory", "a tag we never asked for"),
+    ]
+    assert all(e.flags == () for e in sink.events)

@@ -551,11 +551,13 @@ async def test_files_over_the_limit_are_described_not_kept(
         await small.stop()
 
 
-async def test_only_those_the_room_lets_notify_it_broadcast(
+@pytest.fixture
+async def erins_room(
     bridge: Bridge,
     alice: AsyncClient,
     synapse: SynapseSession,  # noqa: F811
-) -> None:
+) -> AsyncIterator[tuple[str, AsyncClient]]:
+    """A room of Alice's that the bridge joined, and Erin in it at the room's default level."""
     room_id, alias = await create_room(alice)
     await bridge.c.join(alias)
     user_id, token = synapse.register_user(f"erin-{uuid.uuid4().hex[:8]}")
@@ -563,28 +565,76 @@ async def test_only_those_the_room_lets_notify_it_broadcast(
     erin.access_token, erin.user_id = token, user_id
     try:
         assert isinstance(await erin.join(room_id), JoinResponse)
-
-        async def broadcasts(client: AsyncClient) -> list[str]:
-            said = await say(
-                client, room_id, {"msgtype": "m.text", "body": "@room lunch", "m.mentions": {"room": True}}
-            )
-            [event] = await wait_for(
-                lambda: [e for e in bridge.sink.events if e.native_id == said], "the message"
-            )
-            return [s.user for s in event.text.mentions()]
-
-        assert await broadcasts(alice) == ["!channel"]  # the room's creator, level 100
-        assert await broadcasts(erin) == []  # level 0 < notifications.room 50: plain text
-        levels = await alice.room_get_state_event(room_id, "m.room.power_levels")
-        assert isinstance(levels, RoomGetStateEventResponse), levels
-        raised = {**levels.content, "users": {**levels.content["users"], user_id: 50}}
-        assert isinstance(
-            await alice.room_put_state(room_id, "m.room.power_levels", raised), RoomPutStateResponse
-        )
-        # The homeserver pushes the new levels before Erin's next message: the bridge follows them.
-        assert await broadcasts(erin) == ["!channel"]
+        yield room_id, erin
     finally:
         await erin.close()
+
+
+async def received(bridge: Bridge, native_id: str) -> Event:
+    """The event with `native_id`, once the connector gave it to the sink."""
+    [event] = await wait_for(lambda: [e for e in bridge.sink.events if e.native_id == native_id], native_id)
+    return event
+
+
+async def raise_level(alice: AsyncClient, room_id: str, user_id: str, level: int) -> None:
+    levels = await alice.room_get_state_event(room_id, "m.room.power_levels")
+    assert isinstance(levels, RoomGetStateEventResponse), levels
+    raised = {**levels.content, "users": {**levels.content["users"], user_id: level}}
+    assert isinstance(
+        await alice.room_put_state(room_id, "m.room.power_levels", raised), RoomPutStateResponse
+    )
+
+
+async def test_only_those_the_room_lets_notify_it_broadcast(
+    bridge: Bridge, alice: AsyncClient, erins_room: tuple[str, AsyncClient]
+) -> None:
+    room_id, erin = erins_room
+
+    async def broadcasts(client: AsyncClient) -> list[str]:
+        said = await say(
+            client, room_id, {"msgtype": "m.text", "body": "@room lunch", "m.mentions": {"room": True}}
+        )
+        event = await received(bridge, said)
+        assert isinstance(event, Message)
+        return [s.user for s in event.text.mentions()]
+
+    assert await broadcasts(alice) == ["!channel"]  # the room's creator, level 100
+    assert await broadcasts(erin) == []  # level 0 < notifications.room 50: plain text
+    await raise_level(alice, room_id, erin.user_id, 50)
+    # The homeserver pushes the new levels before Erin's next message: the bridge follows them.
+    assert await broadcasts(erin) == ["!channel"]
+
+
+async def test_a_redaction_says_whether_the_room_lets_its_sender_redact_others(
+    bridge: Bridge, alice: AsyncClient, erins_room: tuple[str, AsyncClient]
+) -> None:
+    room_id, erin = erins_room
+    hers = await say(alice, room_id, {"msgtype": "m.text", "body": "Alice's"})
+    own = await say(erin, room_id, {"msgtype": "m.text", "body": "Erin's"})
+
+    async def deleted(redaction_id: str) -> Delete:
+        event = await received(bridge, redaction_id)
+        assert isinstance(event, Delete)
+        return event
+
+    # Erin (level 0) may redact her own event: she is its sender, not a moderator.
+    assert not (await deleted((await erin.room_redact(room_id, own)).event_id)).moderator
+    # Synapse refuses her a redaction of Alice's event, but pushes one it accepted over
+    # federation (to be rechecked, never applied): such a push says she may not.
+    refused = await erin.room_redact(room_id, hers)
+    assert not hasattr(refused, "event_id") and getattr(refused, "status_code", "") == "M_FORBIDDEN"
+    forged = {
+        **fake_event(room_id, "", erin.user_id),
+        "type": "m.room.redaction",
+        "content": {"redacts": hers},
+    }
+    assert (await bridge.push(f"redact-{uuid.uuid4().hex}", [forged])).status == 200
+    assert not (await deleted(forged["event_id"])).moderator
+    # The room's creator may; and so may Erin, once the room raises her to its redact level.
+    mine = await say(erin, room_id, {"msgtype": "m.text", "body": "Erin's again"})
+    assert (await deleted((await alice.room_redact(room_id, mine)).event_id)).moderator
+    await raise_level(alice, room_id, erin.user_id, 50)
+    assert (await deleted((await erin.room_redact(room_id, hers)).event_id)).moderator
 
 
 async def test_delivery_errors(bridge: Bridge) -> None:

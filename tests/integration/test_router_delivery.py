@@ -57,7 +57,13 @@ class Recorder(Connector):
         self.notices.append((room, user, text))
 
 
-async def _setup(tmp_path: Path, archive_url: str, unmapped: str = "deny", irc_fail: int = 0):
+async def _setup(
+    tmp_path: Path,
+    archive_url: str,
+    unmapped: str = "deny",
+    irc_fail: int = 0,
+    policy: PolicySet | None = None,
+):
     (tmp_path / "dir.yaml").write_text(DIRECTORY)
     directory = YamlDirectory(tmp_path / "dir.yaml")
     directory.load()
@@ -78,9 +84,8 @@ async def _setup(tmp_path: Path, archive_url: str, unmapped: str = "deny", irc_f
     async def notify(network: str, room: str, user: str, text: str) -> None:
         await connectors[network].notify(room, user, text)
 
-    router = Router(
-        archive, directory, portals, infos, PolicySet(unmapped=unmapped), delivery.enqueue, notify
-    )
+    policy = policy or PolicySet(unmapped=unmapped)
+    router = Router(archive, directory, portals, infos, policy, delivery.enqueue, notify)
     router.ready.set()
     return router, delivery, connectors, archive
 
@@ -163,7 +168,7 @@ async def test_retry_keeps_order_and_edits_map_to_delivered_ids(tmp_path: Path, 
     )
     await router.receive(edit)
     delete = Delete("irc", "#trading", "i9", RemoteUser("irc", "alice"), "nonexistent", datetime.now(UTC))
-    assert (await router.receive(delete)).status == "archived"
+    assert (await router.receive(delete)).status == "blocked"  # archived as attempted: nothing to delete
     await delivery.idle()
     irc = nets["irc"].sent
     assert [o.text.plain for o in irc] == [f"line {i}" for i in range(5)] + ["line 2 fixed"]

@@ -504,3 +504,38 @@ def test_emulator_in_a_thread_with_the_sync_client() -> None:
         sent = client.chat_postMessage(channel=room.id, text="from a thread", username="Dave")
         [posted] = slack.wait_posted(room.id, 1, timeout=5)
         assert (posted.ts, posted.username) == (sent["ts"], "Dave")
+
+
+async def test_reactions_add_and_remove_as_the_tokens_user_with_slacks_events(slack: SlackEmulator) -> None:
+    alice = slack.add_user("alice")
+    room = slack.add_channel("reacts", [alice.id])
+    listener = Listener()
+    async with socket_client(slack, listener):
+        msg = slack.user_posts(room.id, alice.id, "ship it")
+        as_alice = web_client(slack, slack.user_token(alice.id))
+        await as_alice.reactions_add(channel=room.id, timestamp=msg.ts, name="thumbsup")
+        with pytest.raises(SlackApiError) as again:
+            await as_alice.reactions_add(channel=room.id, timestamp=msg.ts, name="thumbsup")
+        assert again.value.response["error"] == "already_reacted"
+        await web_client(slack).reactions_add(channel=room.id, timestamp=msg.ts, name=":thumbsup:")
+        [added] = await listener.wait(type="reaction_added", user=alice.id)
+        assert added["reaction"] == "thumbsup" and added["item_user"] == alice.id
+        assert added["item"] == {"type": "message", "channel": room.id, "ts": msg.ts}
+        assert added["event_ts"] > msg.ts
+        history = (await web_client(slack).conversations_history(channel=room.id))["messages"]
+        assert history[0]["reactions"] == [
+            {"name": "thumbsup", "users": [alice.id, slack.bot_user_id], "count": 2}
+        ]
+        await as_alice.reactions_remove(channel=room.id, timestamp=msg.ts, name="thumbsup")
+        [removed] = await listener.wait(type="reaction_removed", user=alice.id)
+        assert removed["reaction"] == "thumbsup" and removed["event_ts"] > added["event_ts"]
+        with pytest.raises(SlackApiError) as gone:
+            await as_alice.reactions_remove(channel=room.id, timestamp=msg.ts, name="thumbsup")
+        assert gone.value.response["error"] == "no_reaction"
+        with pytest.raises(SlackApiError) as missing:
+            await as_alice.reactions_add(channel=room.id, timestamp="1.000000", name="eyes")
+        assert missing.value.response["error"] == "message_not_found"
+        slack.user_unreacts(room.id, msg.ts, slack.bot_user_id, "thumbsup")
+        assert (
+            "reactions" not in (await web_client(slack).conversations_history(channel=room.id))["messages"][0]
+        )

@@ -110,6 +110,22 @@ class IrcClient:
     async def action(self, target: str, text: str) -> None:
         await self.privmsg(target, f"\x01ACTION {text}\x01")
 
+    async def services(self, command: str, numeric: str, timeout: float = 10.0) -> Line:
+        """Say `command` to NickServ and wait for the numeric that settles it (900 logged in, 901 out)."""
+        seen = len(self.lines)
+        await self.privmsg("NickServ", command)
+        return await self.wait_for(lambda line: line.command == numeric, timeout, command.split()[0], seen)
+
+    async def register(self, password: str) -> None:
+        """Register the current nick as a services account; Anope logs us in at once."""
+        await self.services(f"REGISTER {password}", "900")
+
+    async def identify(self, password: str) -> None:
+        await self.services(f"IDENTIFY {password}", "900")
+
+    async def logout(self) -> None:
+        await self.services("LOGOUT", "901")
+
     def privmsgs(self, channel: str | None = None, nick: str | None = None) -> list[Line]:
         return [
             line
@@ -119,10 +135,12 @@ class IrcClient:
             and (nick is None or line.nick == nick)
         ]
 
-    async def wait_for(self, ready: Callable[[Line], bool], timeout: float, what: str) -> Line:
-        """The first line so far (or to come) for which `ready` holds."""
+    async def wait_for(
+        self, ready: Callable[[Line], bool], timeout: float, what: str, since: int = 0
+    ) -> Line:
+        """The first line from `since` on (received so far or to come) for which `ready` holds."""
         deadline = time.monotonic() + timeout
-        seen = 0
+        seen = since
         while True:
             for line in self.lines[seen:]:
                 if ready(line):

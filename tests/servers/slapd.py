@@ -188,6 +188,8 @@ class Slapd(LocalServer):
             "url": self.url,
             "bind_dn": SERVICE_DN,
             "bind_password": SERVICE_PASSWORD,
+            # The private test server listens on loopback only; production uses ldaps or starttls.
+            "allow_insecure": True,
             "people_base": PEOPLE_BASE,
             "people_filter": "(objectClass=inetOrgPerson)",
             "group_base": GROUP_BASE,

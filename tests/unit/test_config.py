@@ -131,6 +131,13 @@ def test_good_config_loads_with_secrets_and_paths(tmp_path: Path, capsys, monkey
             "matrix",
             "appservice.listen: expected host:port",
         ),
+        # The appservice token must not cross a network in clear text.
+        (
+            ("http://127.0.0.1:8008", "http://matrix.corp.example:8008"),
+            1,
+            "matrix",
+            "homeserver: the appservice token would cross the network in clear text",
+        ),
         (
             ("  server_name: corp.test\n", "  server_name: corp.test\n  max_file_mb: 0\n"),
             1,
@@ -154,6 +161,23 @@ def test_each_problem_is_one_line_naming_file_line_and_key(
     assert len(err) == 1, err
     assert err[0].startswith(f"switchboard: {tmp_path / 'switchboard.yaml'}:{line}: {key}: "), err[0]
     assert words in err[0]
+
+
+@pytest.mark.parametrize(
+    "homeserver",
+    ["https://matrix.corp.example", "http://localhost:8008", "http://[::1]:8008", "http://127.0.0.2:8008"],
+)
+def test_a_homeserver_over_tls_or_on_loopback_is_accepted(
+    tmp_path: Path, capsys, monkeypatch, homeserver: str
+) -> None:
+    code, err = _check(tmp_path, GOOD.replace("http://127.0.0.1:8008", homeserver), capsys, monkeypatch)
+    assert (code, err) == (0, [])
+
+
+def test_allow_insecure_accepts_a_plain_http_homeserver_by_name(tmp_path: Path, capsys, monkeypatch) -> None:
+    text = GOOD.replace("http://127.0.0.1:8008", "http://matrix.corp.example:8008\n  allow_insecure: true")
+    code, err = _check(tmp_path, text, capsys, monkeypatch)
+    assert (code, err) == (0, [])
 
 
 def test_several_problems_are_all_reported(tmp_path: Path, capsys, monkeypatch) -> None:

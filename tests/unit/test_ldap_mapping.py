@@ -26,6 +26,7 @@ BASE = {
     "bind_dn": "cn=switchboard,ou=services,dc=corp,dc=example",
     "bind_password": "secret",
     "people_base": "ou=people,dc=corp,dc=example",
+    "allow_insecure": True,  # a password over plain ldap://: see test_a_cleartext_password_bind_is_refused
 }
 
 
@@ -186,6 +187,19 @@ def test_options_defaults() -> None:
 def test_bad_options_are_named(change: dict[str, object], message: str) -> None:
     with pytest.raises(LdapConfigError, match=message):
         parse_options({**BASE, **change})
+
+
+def test_a_cleartext_password_bind_is_refused_unless_allowed() -> None:
+    cleartext = {k: v for k, v in BASE.items() if k != "allow_insecure"}
+    with pytest.raises(LdapConfigError, match=r"^directory.url: a password bind over plain ldap://"):
+        parse_options(cleartext)
+    with pytest.raises(LdapConfigError, match="clear text"):
+        parse_options({**cleartext, "allow_insecure": False})
+    assert parse_options({**cleartext, "starttls": True}).starttls
+    assert parse_options({**cleartext, "url": "ldaps://ldap.corp.example"}).use_ssl
+    assert parse_options({**cleartext, "allow_insecure": True}).bind_password == "secret"
+    # No password, nothing to overhear: an anonymous bind over ldap:// stays allowed.
+    assert parse_options({"url": "ldap://h", "people_base": "dc=x"}).bind_dn is None
 
 
 def test_ca_file_must_exist(tmp_path: Path) -> None:

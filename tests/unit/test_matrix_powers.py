@@ -1,4 +1,4 @@
-"""Who may notify a whole Matrix room, by the room's power levels and creators."""
+"""Who may notify a whole Matrix room or redact others' events, by power levels and creators."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 from connectors.matrix.powers import (
     RoomPowers,
     may_notify_room,
+    may_redact_others,
     mentions_room,
     privileged_creators,
     without_room_mention,
@@ -31,6 +32,21 @@ def test_may_notify_room(levels: dict, user: str, allowed: bool) -> None:
     assert may_notify_room(levels, user) is allowed
 
 
+@pytest.mark.parametrize(
+    ("levels", "user", "allowed"),
+    [
+        (LEVELS, "@mod:corp.test", True),  # 50 reaches the default redact
+        (LEVELS, "@old:corp.test", True),
+        (LEVELS, "@anyone:corp.test", False),
+        ({**LEVELS, "redact": 60}, "@mod:corp.test", False),
+        ({**LEVELS, "redact": "0"}, "@anyone:corp.test", True),
+        ({}, "@anyone:corp.test", False),
+    ],
+)
+def test_may_redact_others(levels: dict, user: str, allowed: bool) -> None:
+    assert may_redact_others(levels, user) is allowed
+
+
 def test_creators_outrank_levels_from_room_version_12() -> None:
     v12 = {
         "sender": "@alice:corp.test",
@@ -42,6 +58,8 @@ def test_creators_outrank_levels_from_room_version_12() -> None:
     assert privileged_creators({}) == frozenset()
     assert RoomPowers({}, privileged_creators(v12)).may_notify_room("@bob:corp.test")
     assert not RoomPowers({}, privileged_creators(v11)).may_notify_room("@alice:corp.test")
+    assert RoomPowers({"redact": 100}, privileged_creators(v12)).may_redact_others("@alice:corp.test")
+    assert not RoomPowers({}, privileged_creators(v11)).may_redact_others("@alice:corp.test")
 
 
 def test_a_refused_room_mention_is_taken_back_from_the_edit_too() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -119,8 +120,12 @@ def test_channel_mentions_become_channel_links() -> None:
 def test_broadcasts(target: str) -> None:
     text = p(f"<!{target}> look")
     assert text.plain == f"@{target} look"
-    assert text.spans == (Span("mention", 0, len(target) + 1, network="slack", user=f"!{target}"),)
+    assert text.spans == (
+        Span("mention", 0, len(target) + 1, network="slack", user=f"!{target}", broadcast=True),
+    )
     assert r(text) == f"<!{target}> look"
+    # The same id on a span no broadcast parser made (a forged pill, say) is text.
+    assert r(Text(text.plain, (replace(text.spans[0], broadcast=False),))) == f"@{target} look"
 
 
 def test_user_groups_and_other_specials() -> None:

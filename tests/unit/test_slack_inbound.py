@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from bridge.model import Attachment, Delete, Edit, Message
+from bridge.model import Attachment, Delete, Edit, Message, Reaction
 from bridge.text import Span
+from connectors.slack.emoji import emoji
 from connectors.slack.inbound import Inbound, Me
 from connectors.slack.names import NameCache, user_display
 
@@ -119,12 +120,14 @@ async def test_another_apps_post_is_relayed_under_its_name(inbound: Inbound) -> 
         message(bot_id="B0BOT", subtype="bot_message", username="Bob (Matrix)"),
         message(user="U0BOT"),
         message(subtype="channel_join", text="<@U0ALICE> has joined the channel"),
-        message(subtype="channel_topic"),
-        message(text=""),
         message(channel=None),
         message(ts=None),
         {"type": "member_joined_channel", "channel": "C0DESK", "user": "U0ALICE"},
         {"type": "reaction_added"},
+        {"type": "reaction_added", "user": "U0BOT", "reaction": "eyes", "event_ts": "3.0",
+         "item": {"type": "message", "channel": "C0DESK", "ts": "1.0"}},
+        {"type": "reaction_added", "user": "U0ALICE", "reaction": "eyes", "event_ts": "3.0",
+         "item": {"type": "file", "file": "F1"}},
         {"type": "message", "subtype": "message_changed", "channel": "C0DESK", "ts": "2.0",
          "message": {"type": "message", "bot_id": "B0BOT", "text": "edited", "ts": "1.0"},
          "previous_message": {"type": "message", "bot_id": "B0BOT", "text": "draft", "ts": "1.0"}},
@@ -160,7 +163,7 @@ async def test_a_delete_and_a_tombstone(inbound: Inbound) -> None:
     )  # fmt: skip
     assert isinstance(deleted, Delete)
     assert (deleted.native_id, deleted.target_native_id) == ("1700000009.000000", "1700000000.000100")
-    assert deleted.sender.native_id == "U0ALICE"
+    assert deleted.sender.native_id == "U0ALICE" and deleted.moderator  # Slack made it: author or admin
     tombstone = await inbound.convert(
         {"type": "message", "subtype": "message_changed", "channel": "C0DESK", "ts": "1700000010.000000",
          "message": {"type": "message", "subtype": "tombstone", "user": "USLACKBOT",
@@ -168,6 +171,7 @@ async def test_a_delete_and_a_tombstone(inbound: Inbound) -> None:
          "previous_message": {"type": "message", "user": "U0ALICE", "text": "parent", "ts": "1700000000.000100"}}
     )  # fmt: skip
     assert isinstance(tombstone, Delete) and tombstone.target_native_id == "1700000000.000100"
+    assert tombstone.moderator
 
 
 async def test_shared_files_become_attachments(inbound: Inbound) -> None:
@@ -212,3 +216,59 @@ async def test_a_failed_lookup_falls_back_to_the_id() -> None:
     assert await cache.get("U0ALICE") == "U0ALICE"
     assert await cache.get("U0ALICE") == "U0ALICE"
     assert calls == 1  # not asked again at once
+
+
+@pytest.mark.parametrize(("kind", "removed"), [("reaction_added", False), ("reaction_removed", True)])
+async def test_a_reaction_and_its_removal(inbound: Inbound, kind: str, removed: bool) -> None:
+    event = await inbound.convert(
+        {"type": kind, "user": "U0ALICE", "reaction": "thumbsup", "item_user": "U0BOB",
+         "item": {"type": "message", "channel": "C0DESK", "ts": "1700000000.000100"},
+         "event_ts": "1700000005.000200"}
+    )  # fmt: skip
+    assert event == Reaction(
+        network="slack",
+        room="C0DESK",
+        native_id="reaction/1700000005.000200",
+        sender=event.sender if event else None,  # type: ignore[arg-type]
+        target_native_id="1700000000.000100",
+        key="👍",
+        occurred_at=datetime.fromtimestamp(1700000005.0002, UTC),
+        removed=removed,
+    )
+    assert event is not None and (event.sender.native_id, event.sender.display) == ("U0ALICE", "Alice Smith")
+
+
+@pytest.mark.parametrize(
+    ("shortcode", "key"),
+    [("+1", "👍"), ("thumbsup::skin-tone-3", "👍🏼"), ("tada", "🎉"), ("party-parrot", ":party-parrot:"),
+     ("thumbsup::skin-tone-9", ":thumbsup::skin-tone-9:")],
+)  # fmt: skip
+def test_shortcodes_become_emoji_where_known(shortcode: str, key: str) -> None:
+    assert emoji(shortcode) == key
+
+
+async def test_a_forward_without_text_is_its_shared_words(inbound: Inbound) -> None:
+    event = await inbound.convert(
+        message(text="", attachments=[{"is_share": True, "text": "the *original*", "fallback": "x"}])
+    )
+    assert isinstance(event, Message) and event.relay
+    assert event.text.plain == "the original"
+    assert event.native is not None and event.native["attachments"][0]["is_share"]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"subtype": "channel_topic", "text": "<@U0ALICE> set the channel topic: rates"},
+        {"subtype": "pinned_item", "text": "<@U0ALICE> pinned a message"},
+        {"subtype": "some_future_subtype", "text": "who knows"},
+        {"text": "", "blocks": [{"type": "image", "image_url": "https://x.test/a.png"}]},
+    ],
+)
+async def test_what_a_person_did_that_cannot_be_shown_is_archived_not_relayed(
+    inbound: Inbound, fields: dict[str, Any]
+) -> None:
+    event = await inbound.convert(message(**fields))
+    assert isinstance(event, Message) and not event.relay
+    assert event.sender.native_id == "U0ALICE"
+    assert event.native == message(**fields)

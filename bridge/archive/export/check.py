@@ -20,6 +20,7 @@ from typing import Any
 
 from bridge.archive.export import rsmf
 from bridge.archive.export.files import sha_of
+from bridge.archive.export.lines import CsvWriter, record_row
 from bridge.archive.export.pieces import file_sha256
 from bridge.archive.hashing import content_sha256, leaf_hash, searchable_text, seqs_sha256
 from bridge.archive.jsonform import attachments, kept, record_json
@@ -59,6 +60,9 @@ class _Unreadable(Exception):
 def verify_bundle(
     path: Path, trusted_key: str | None = None, progress: Callable[[int, int], None] | None = None
 ) -> BundleReport:
+    """Check a bundle. The bundle names its own key; only `trusted_key` (hex, obtained apart from
+    the bundle) makes its signatures the archive's. Without one, this proves only that the bundle
+    agrees with itself, which is why `archive verify --bundle` always asks for a key."""
     report = BundleReport()
     try:
         _verify(path, trusted_key, progress, report)
@@ -105,6 +109,8 @@ def _verify(
             fail(BundleFailure(None, f"{name}: missing from the bundle"))
         elif file_sha256(file) != digest or sha_of(name) not in (None, digest):
             fail(_locate(file, name, entries))
+        elif name == CsvWriter.name:
+            report.failures.extend(_check_csv_rows(file, entries))
     present = {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()}
     for name in sorted(present - set(files) - SIGNED):
         fail(BundleFailure(None, f"{name}: not listed in manifest.json"))
@@ -182,6 +188,26 @@ def _locate(file: Path, name: str, entries: list[dict[str, Any]]) -> BundleFailu
     if seq is None:
         return BundleFailure(None, f"{name} was changed (its sha256 does not match manifest.json)")
     return BundleFailure(seq, f"{name} was changed where it holds this record")
+
+
+def _check_csv_rows(file: Path, entries: list[dict[str, Any]]) -> list[BundleFailure]:
+    """Each record's row must be exactly what an export writes for the proven record: its cells
+    neutralised, so no formula reaches a reviewer's spreadsheet even from a signed bundle."""
+    data = file.read_bytes()
+    for e in entries:
+        piece = e.get("piece") or {}
+        start, length = piece.get("offset") or 0, piece.get("length")
+        if piece.get("file") != CsvWriter.name or length is None:
+            return [BundleFailure(e["seq"], f"{CsvWriter.name}: the proof entry does not locate this record")]
+        if data[start : start + length] != record_row(_as_json(e), _content(e)):
+            return [
+                BundleFailure(
+                    e["seq"],
+                    f"{CsvWriter.name} does not hold this record as an export writes it "
+                    "(every cell as archived, a formula-like one led by ')",
+                )
+            ]
+    return []
 
 
 def _piece_changed(data: bytes, name: str, piece: dict[str, Any]) -> bool:

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from bridge.archive import private
+
 FOLDER = "files"
 
 
@@ -32,6 +34,7 @@ class FileDir:
             if name in self.names:
                 continue
             path = self.out / name
-            path.parent.mkdir(exist_ok=True)
-            path.write_bytes(data)
+            if not path.parent.is_dir():
+                private.make_dir(path.parent)
+            private.write(path, data)
             self.names.append(name)

@@ -2,6 +2,13 @@
 
 Attached files the archive keeps are written once each to `files/<sha256>`;
 a record's line lists its attachments with their sha256.
+
+A spreadsheet runs a cell that starts with `=`, `+`, `-` or `@` (and, in some,
+a tab or carriage return) as a formula: chat text such as `=HYPERLINK(…)`
+would run on the reviewer's machine. Such cells are written with a leading `'`
+(OWASP's advice), which spreadsheets show as text; the offline check rebuilds
+every row and expects exactly that form. The text itself is in proofs.jsonl
+and records.jsonl as it was archived.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from bridge.archive import private
 from bridge.archive.export.files import FileDir, file_name
 from bridge.archive.export.pieces import Piece, byte_piece
 from bridge.archive.jsonform import attachments, kept
@@ -42,11 +50,36 @@ CSV_COLUMNS = (
 )
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralised(cell: str) -> str:
+    """A CSV cell a spreadsheet shows as text, never runs as a formula."""
+    return "'" + cell if cell.startswith(FORMULA_START) else cell
+
+
+def csv_row(values: Any) -> bytes:
+    cells = ["" if v is None else neutralised(v) if isinstance(v, str) else v for v in values]
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\r\n").writerow(cells)
+    return buf.getvalue().encode("utf-8")
+
+
+def record_row(record: dict[str, Any], content: dict[str, Any] | None) -> bytes:
+    """The CSV row of one record, as the export writes it and the offline check expects it."""
+    values = {
+        **record,
+        "flags": ";".join(record["flags"]),
+        "attachments": ";".join(_described(a) for a in attachments(content)),
+    }
+    return csv_row([values.get(c) for c in CSV_COLUMNS])
+
+
 class _LineWriter:
     name = ""
 
     def __init__(self, out: Path) -> None:
-        self.file = (out / self.name).open("wb")
+        self.file = private.create(out / self.name)
         self.offset = 0
         self.files = FileDir(out)
 
@@ -77,24 +110,13 @@ class CsvWriter(_LineWriter):
 
     def __init__(self, out: Path) -> None:
         super().__init__(out)
-        self._write(self._row(CSV_COLUMNS))
+        self._write(csv_row(CSV_COLUMNS))
 
     def add(
         self, record: dict[str, Any], content: dict[str, Any] | None, files: Mapping[str, bytes]
     ) -> Piece:
         self.files.put(files)
-        values = {
-            **record,
-            "flags": ";".join(record["flags"]),
-            "attachments": ";".join(_described(a) for a in attachments(content)),
-        }
-        return self._write(self._row([values.get(c) for c in CSV_COLUMNS]))
-
-    @staticmethod
-    def _row(values: Any) -> bytes:
-        buf = io.StringIO()
-        csv.writer(buf, lineterminator="\r\n").writerow(["" if v is None else v for v in values])
-        return buf.getvalue().encode("utf-8")
+        return self._write(record_row(record, content))
 
 
 def _described(attachment: dict[str, Any]) -> str:

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from bridge.archive import private
 from bridge.archive.export.pieces import Piece
 from bridge.archive.jsonform import attachments, kept
 
@@ -128,7 +129,8 @@ class RsmfWriter:
     def __init__(self, out: Path) -> None:
         self.items: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
         # Files go in as they come, so only the manifest's input is held until the end.
-        self.zip = zipfile.ZipFile(out / NAME, "w", zipfile.ZIP_DEFLATED)
+        self.file = private.create(out / NAME)
+        self.zip = zipfile.ZipFile(self.file, "w", zipfile.ZIP_DEFLATED)
         self.written: set[str] = set()
 
     def add(
@@ -146,4 +148,5 @@ class RsmfWriter:
         manifest = json.dumps(build_manifest(self.items), ensure_ascii=False, indent=1)
         self.zip.writestr(MANIFEST, manifest)
         self.zip.close()
+        self.file.close()  # a ZipFile leaves a file it was handed open
         return [NAME]

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import select
 
+from bridge.archive import private
 from bridge.archive.audit import audit_draft
 from bridge.archive.export.eml import EmlWriter
 from bridge.archive.export.lines import CsvWriter, JsonlWriter
@@ -64,7 +65,7 @@ def run_export(
         raise ValueError("exports are signed: set archive.signing_key (see `switchboard archive keygen`)")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"{out} exists and is not an empty directory")
-    out.mkdir(parents=True, exist_ok=True)
+    private.make_dir(out)  # the bundle holds what the archive holds: no one else may read it
     checkpoint = store.checkpoint()
     if checkpoint is None:
         raise ValueError("the archive is empty: nothing to export")
@@ -78,7 +79,7 @@ def run_export(
         writer = WRITERS[fmt](out)
         seqs: list[int] = []
         query = select_records(filters, store.is_postgres).where(records.c.seq <= size)
-        with (out / "proofs.jsonl").open("wb") as proofs:
+        with private.create(out / "proofs.jsonl") as proofs:
             for row in conn.execution_options(yield_per=5000).execute(query):
                 content = json.loads(row.body) if row.body is not None else None
                 with_bytes = kept_files(conn, row.seq) if any(map(kept, attachments(content))) else {}
@@ -96,7 +97,7 @@ def run_export(
                 if progress and len(seqs) % 5000 == 0:
                     progress(len(seqs), size)
     files = writer.close()
-    (out / "checkpoint.json").write_bytes(canonical(checkpoint.to_json()) + b"\n")
+    private.write(out / "checkpoint.json", canonical(checkpoint.to_json()) + b"\n")
     manifest = {
         "format": fmt,
         "created_at": timestamp(datetime.now(UTC)),
@@ -108,9 +109,9 @@ def run_export(
         "files": {name: file_sha256(out / name) for name in [*files, "proofs.jsonl", "checkpoint.json"]},
     }
     data = json.dumps(manifest, indent=1, ensure_ascii=False, sort_keys=True).encode("utf-8")
-    (out / "manifest.json").write_bytes(data)
+    private.write(out / "manifest.json", data)
     signature = {"public_key": store.signer.public_key, "signature": store.signer.sign_manifest(data)}
-    (out / "manifest.sig").write_bytes(canonical(signature) + b"\n")
+    private.write(out / "manifest.sig", canonical(signature) + b"\n")
     export_seq = store.append_record(
         audit_draft(
             "export",

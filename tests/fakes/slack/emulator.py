@@ -30,7 +30,7 @@ from .delivery import Envelope, EventDelivery, PendingEvent
 from .model import Channel, File, Message, TokenInfo, User, Workspace, new_client_msg_id
 from .ratelimit import RateLimiter
 from .text import normalize_wire_text, rich_text_blocks, validate_wire_text
-from .webapi import ApiCall, Ephemeral, InjectedFault, WebApi
+from .webapi import ApiCall, ApiError, Ephemeral, InjectedFault, WebApi
 
 T = TypeVar("T")
 
@@ -40,7 +40,16 @@ _PNG_1X1 = bytes.fromhex(
     "0000000d49444154789c6360000002000001e221bc330000000049454e44ae426082"
 )
 
-DEFAULT_SUBSCRIPTIONS = frozenset({"message", "member_joined_channel", "member_left_channel", "user_change"})
+DEFAULT_SUBSCRIPTIONS = frozenset(
+    {
+        "message",
+        "member_joined_channel",
+        "member_left_channel",
+        "user_change",
+        "reaction_added",
+        "reaction_removed",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -94,7 +103,9 @@ class SlackEmulator:
         self.app_token = self.ws.new_token("app", None, app_token)
         self.verification_token = "vt" + self.ws.ids.new("V")[1:].lower()
         self.bot_scopes = "chat:write,chat:write.customize,channels:history,channels:read,groups:history,"
-        self.bot_scopes += "groups:read,users:read,users:read.email,files:read,files:write,channels:join"
+        self.bot_scopes += (
+            "groups:read,users:read,users:read.email,files:read,files:write,channels:join,reactions:read"
+        )
         # Per channel, like Slack's "1 message per second per channel" for chat.postMessage.
         self.post_limiter = RateLimiter(rate=post_rate, burst=post_burst)
         self.method_limiters: dict[str, RateLimiter] = {}
@@ -441,6 +452,14 @@ class SlackEmulator:
         self._emit_file_shared(f, ch, user)
         return msg
 
+    def user_reacts(self, channel: str, ts: str, user: str, name: str) -> None:
+        """`user` adds the reaction `name` (a shortcode such as `thumbsup`) to message `ts`."""
+        self.react(self.ws.channel(channel), ts, user, name)
+
+    def user_unreacts(self, channel: str, ts: str, user: str, name: str) -> None:
+        """`user` takes their reaction `name` to message `ts` back."""
+        self.react(self.ws.channel(channel), ts, user, name, removed=True)
+
     def user_joins(self, channel: str, user: str) -> None:
         ch = self.ws.channel(channel)
         self.ws.user(user)
@@ -777,6 +796,36 @@ class SlackEmulator:
             }
         )
         self._emit(event, ch)
+        self._changed()
+
+    def react(self, ch: Channel, ts: str, user: str, name: str, *, removed: bool = False) -> None:
+        """Add or remove one reaction as Slack does (errors as reactions.add/remove answer them)
+        and announce it with `reaction_added`/`reaction_removed`."""
+        msg = ch.by_ts.get(ts)
+        if msg is None or msg.deleted or msg.tombstone:
+            raise ApiError("message_not_found")
+        users = msg.reactions.get(name, [])
+        if removed:
+            if user not in users:
+                raise ApiError("no_reaction")
+            users.remove(user)
+            if not users:
+                del msg.reactions[name]
+        else:
+            if user in users:
+                raise ApiError("already_reacted")
+            msg.reactions.setdefault(name, []).append(user)
+        self._emit(
+            {
+                "type": "reaction_removed" if removed else "reaction_added",
+                "user": user,
+                "reaction": name,
+                "item_user": msg.user or (self.bot_user_id if msg.bot_id else None),
+                "item": {"type": "message", "channel": ch.id, "ts": msg.ts},
+                "event_ts": self.ws.clock.next(),
+            },
+            ch,
+        )
         self._changed()
 
     def _join(self, ch: Channel, user: str) -> None:

@@ -143,6 +143,8 @@ class Message:
     raw_text: str | None = None
     previous_texts: list[str] = field(default_factory=list)
     reply_ts: list[str] = field(default_factory=list)
+    # Reaction name → the users who reacted so, in order; a name leaves with its last user.
+    reactions: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def is_reply(self) -> bool:
@@ -338,6 +340,11 @@ class Workspace:
                 d["display_as_bot"] = False
             if msg.edited:
                 d["edited"] = dict(msg.edited)
+            if msg.reactions:
+                d["reactions"] = [
+                    {"name": name, "users": list(users), "count": len(users)}
+                    for name, users in msg.reactions.items()
+                ]
         if msg.thread_ts is not None:
             d["thread_ts"] = msg.thread_ts
             if msg.is_reply:

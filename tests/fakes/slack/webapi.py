@@ -143,6 +143,8 @@ class WebApi:
             "chat.delete": (self.chat_delete, _WEB),
             "chat.postEphemeral": (self.chat_post_ephemeral, _WEB),
             "chat.getPermalink": (self.chat_get_permalink, _WEB),
+            "reactions.add": (self.reactions_add, _WEB),
+            "reactions.remove": (self.reactions_remove, _WEB),
             "conversations.info": (self.conversations_info, _WEB),
             "conversations.members": (self.conversations_members, _WEB),
             "conversations.history": (self.conversations_history, _WEB),
@@ -437,6 +439,23 @@ class WebApi:
         if msg.is_reply:
             link += f"?thread_ts={msg.thread_ts}&cid={channel.id}"
         return {"channel": channel.id, "permalink": link}
+
+    async def reactions_add(self, call: Call) -> dict[str, Any]:
+        return self._react(call, removed=False)
+
+    async def reactions_remove(self, call: Call) -> dict[str, Any]:
+        return self._react(call, removed=True)
+
+    def _react(self, call: Call, *, removed: bool) -> dict[str, Any]:
+        """reactions.add/remove: as the token's own user (a bot reacts as its bot user), on a
+        message in a channel that user is in; `name` is the shortcode without colons."""
+        channel = self._channel(call)
+        self._readable(call, channel)
+        ts = call.arg("timestamp", required=True, missing="no_item_specified")
+        name = call.arg("name", required=True, missing="invalid_name")
+        assert ts is not None and name is not None and call.token.user_id is not None
+        self.emu.react(channel, ts, call.token.user_id, name.strip(":"), removed=removed)
+        return {}
 
     async def conversations_info(self, call: Call) -> dict[str, Any]:
         channel = self._channel(call)
