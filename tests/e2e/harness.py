@@ -139,6 +139,14 @@ async def put_transaction(
             return reply.status
 
 
+def seeded(what: str) -> random.Random:
+    """A random generator for a generated run, its seed printed (and taken from SWITCHBOARD_SEED
+    when set), so a failure can be repeated exactly."""
+    value = int(os.environ.get("SWITCHBOARD_SEED") or random.randrange(2**32))
+    print(f"{what}: seed {value} (SWITCHBOARD_SEED={value} repeats it)")
+    return random.Random(value)
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:8]}"
 
