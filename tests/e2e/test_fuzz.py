@@ -209,7 +209,7 @@ def matrix_content(rnd: random.Random, case: str, earlier: list[str]) -> Any:
             "formatted_body": hostile_html(rnd),
         }
     if content["msgtype"] in ("m.image", "m.file", "m.audio"):
-        content["url"] = rnd.choice(["mxc://corp.test/doesnotexist", "mxc://", "https://evil.example/x", 5])
+        content["url"] = rnd.choice(["mxc://corp.test/doesnotexist", "mxc://", "https://127.0.0.1:9/x", 5])
         content["info"] = rnd.choice([{"size": -1}, {"size": 10**12, "mimetype": "text/html"}, "x", {}])
     if content["msgtype"] == "m.location":
         content["geo_uri"] = rnd.choice(["geo:51.5,-0.1", "javascript:alert(1)", 5])
