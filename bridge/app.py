@@ -18,6 +18,7 @@ from bridge.config import Config
 from bridge.connector import Backoff, Connector, ConnectorContext, load_connector
 from bridge.delivery import Delivery
 from bridge.directory.factory import make_directory
+from bridge.gaps import HEARTBEAT_SECONDS, Gaps, PortalTail
 from bridge.media import MediaLinks, MediaServer
 from bridge.model import Portal
 from bridge.router import NetworkInfo, PortalIndex, Router
@@ -51,16 +52,26 @@ class Bridge:
         # Several bridge processes may share one archive, each with its own rooms: this one
         # delivers only its own portals' outbox rows and keeps its state under its own name.
         self.delivery = Delivery(
-            self.archive, self.connectors, frozenset(r.id for r in config.rooms), self.links
+            self.archive,
+            self.connectors,
+            frozenset(r.id for r in config.rooms),
+            self.links,
+            config.delivery_queue,
         )
         self.router: Router | None = None
         self._joiners: set[asyncio.Task[None]] = set()
         self.state = ArchiveState(self.archive, self._state_prefix("bridge"))
+        self.gaps = Gaps(self.archive, f"{self._state_prefix('bridge')}:heartbeat", config.networks)
+        self._capturing = False  # the heartbeat runs: a stop records its time
+        self._catching_up: set[asyncio.Task[None]] = set()
         self._maintenance: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         install_redaction(secret_values(self.config))
         await self.archive.call(self.store.migrate)
+        for gap in await self.gaps.since_last_run():
+            log.warning("capture gap on %s from %s to %s: %s", gap.network, gap.start, gap.end, gap.reason)
+        self._capturing = True
         try:
             await self.directory.start()
         except Exception as exc:
@@ -76,7 +87,12 @@ class Bridge:
         for name, net in self.config.networks.items():
             cls = load_connector(net.type)
             ctx = ConnectorContext(
-                name, net.options, ArchiveState(self.archive, self._state_prefix(name)), log
+                name,
+                net.options,
+                ArchiveState(self.archive, self._state_prefix(name)),
+                log,
+                watch=self.gaps,
+                archived=PortalTail(self.archive, self.portals),
             )
             self.connectors[name] = cls(ctx)
             infos[name] = NetworkInfo(name, cls.label or name, cls.capabilities, net.display_template)
@@ -121,8 +137,18 @@ class Bridge:
             return False
         portal = self.portals.portals[portal_id]
         self.portals.add(Portal(portal_id, (*portal.rooms, (network, room))))
+        # In the background: what it replays goes through the router, which waits for start().
+        task = asyncio.create_task(self._catch_up(network, room), name=f"catch up {network} {room}")
+        self._catching_up.add(task)
+        task.add_done_callback(self._catching_up.discard)
         await self._announce(portal_id, network, room)
         return True
+
+    async def _catch_up(self, network: str, room: str) -> None:
+        try:
+            await self.connectors[network].catch_up(room)
+        except Exception:  # the gap record of the outage stands; live capture goes on
+            log.exception("could not catch up on %s %s", network, room)
 
     async def _announce(self, portal_id: str, network: str, room: str) -> None:
         """Post the recording notice once in each room, when it is first linked to a portal."""
@@ -151,11 +177,14 @@ class Bridge:
         signed in time), forgetting connector state whose time to live ran out, and queueing
         outbox rows that were committed but never reached a worker."""
         interval = min(5.0, self.config.archive.checkpoint_seconds / 4)
-        next_prune = 0.0
+        next_prune = next_beat = 0.0
         loop = asyncio.get_running_loop()
         next_sweep = loop.time() + SWEEP_INTERVAL  # start() has just resumed them all
         while True:
             try:
+                if loop.time() >= next_beat:
+                    await self.gaps.beat()
+                    next_beat = loop.time() + HEARTBEAT_SECONDS
                 if self.store.signer is not None:
                     await self.archive.call(self.store.checkpoint_if_due)
                 if loop.time() >= next_prune:
@@ -180,11 +209,16 @@ class Bridge:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._maintenance
-        for task in self._joiners:
+        for task in (*self._joiners, *self._catching_up):
             task.cancel()
         for connector in self.connectors.values():
             with contextlib.suppress(Exception):
                 await connector.stop()
+        if self._capturing:
+            try:
+                await self.gaps.close()
+            except Exception:  # the next start then counts from the last heartbeat instead
+                log.exception("could not record the stop time")
         await self.delivery.stop()
         await self.directory.stop()
         if self.media is not None:

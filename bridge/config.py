@@ -69,13 +69,16 @@ MEDIA_KEYS = {
     "secret": Option(str, required=True, help="signs the links; at least 16 characters"),
 }
 MIN_MEDIA_SECRET = 16
+DELIVERY_KEYS = {
+    "queue_size": Option(int, default=1000, help="outbox rows held in memory per destination room"),
+}
 POLICY_KEYS = {
     "notice": Option(str),
     "networks": Option(dict, default={}),
     "rules": Option(list, default=[]),
 }
 _INSTANCE = re.compile(r"[A-Za-z0-9_-]{1,64}")
-TOP_KEYS = {"matrix", "networks", "directory", "archive", "media", "policy", "rooms", "logging"}
+TOP_KEYS = {"matrix", "networks", "directory", "archive", "media", "policy", "rooms", "logging", "delivery"}
 _SECRET = re.compile(r"\$\{([^}]*)\}")
 _DURATION = re.compile(r"^(\d+)\s*([smhdwy])$")
 _DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
@@ -143,6 +146,7 @@ class Config:
     rooms: tuple[RoomConfig, ...]
     log_level: str = "INFO"
     media: MediaConfig | None = None
+    delivery_queue: int = 1000  # delivery.queue_size
     # (key path, group name) of every group the policy names, for `check` to test
     # against the directory; and the parsed file, to report those with their line.
     group_refs: tuple[tuple[str, str], ...] = ()
@@ -304,6 +308,9 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         )
 
     media = _media(loader, data["media"]) if data.get("media") is not None else None
+    delivery = loader.section(data.get("delivery"), "delivery", DELIVERY_KEYS)
+    if delivery["queue_size"] < 1:
+        loader.problem("delivery.queue_size", "must be at least 1")
     policy = loader.section(data.get("policy"), "policy", POLICY_KEYS)
     declared = {MATRIX, *map(str, raw_networks)}
     rooms = _rooms(loader, data.get("rooms"), networks, classes, declared)
@@ -329,6 +336,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         rooms=rooms,
         log_level=str((data.get("logging") or {}).get("level", "INFO")).upper(),
         media=media,
+        delivery_queue=delivery["queue_size"],
         group_refs=tuple(group_refs),
         source=located,
     )

@@ -20,6 +20,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from importlib.metadata import entry_points
 from typing import Any, ClassVar, Protocol
 from urllib.parse import urlsplit
@@ -96,12 +97,30 @@ class StateStore(Protocol):
         ...
 
 
+class ConnectionWatch(Protocol):
+    """The core's ear for connection state: a network that was down left a capture gap."""
+
+    def changed(self, network: str, connected: bool, reason: str, since: datetime | None = None) -> None:
+        """`since`: when capture really stopped, if earlier than now (e.g. when reading paused)."""
+        ...
+
+
+class ArchiveTail(Protocol):
+    """What the archive already holds of a room, for networks that can replay what was missed."""
+
+    async def last_native_id(self, network: str, room: str, captured_before: datetime) -> str | None:
+        """The native id of the newest event archived from `room` before `captured_before`."""
+        ...
+
+
 @dataclass
 class ConnectorContext:
     name: str  # the network's name in config, rooms and ghost ids
     options: Mapping[str, Any]
     state: StateStore
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("switchboard"))
+    watch: ConnectionWatch | None = None
+    archived: ArchiveTail | None = None
 
 
 class DeliveryError(Exception):
@@ -190,6 +209,13 @@ class Connector:
         """Join a configured room; return its canonical native id."""
         raise NotImplementedError
 
+    async def catch_up(self, room: str) -> None:
+        """`room` is bridged now: fetch what was said there while capture was not running.
+
+        Only networks that can replay their history do anything; for the others the
+        `gap` record of the outage is the honest answer.
+        """
+
     async def send(self, out: Outbound) -> str:
         """Deliver one event; return the native id it got. Raise DeliveryError."""
         raise NotImplementedError
@@ -206,11 +232,18 @@ class Connector:
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
+    def report_connection(self, connected: bool, reason: str = "", since: datetime | None = None) -> None:
+        """Tell the core this network is reachable again, or not (why, and since when if that
+        was before now): capture gaps."""
+        if self.ctx.watch is not None:
+            self.ctx.watch.changed(self.name, connected, reason, since)
+
     async def supervise(self, session: Callable[[], Awaitable[None]], what: str) -> None:
         """Run `session` until stop(), reconnecting with backoff and jitter.
 
         `session` connects, serves, and returns or raises when the connection is
-        lost.
+        lost; it calls `report_connection(True)` once connected, and a loss is
+        reported here.
         """
         while not self.stopping:
             began = time.monotonic()
@@ -223,6 +256,7 @@ class Connector:
                 problem = f"{type(exc).__name__}: {exc}"
             if self.stopping:
                 return
+            self.report_connection(False, f"{what} lost ({problem})")
             if time.monotonic() - began >= self.healthy_after:
                 self.backoff.reset()
             delay = self.backoff.next_delay()

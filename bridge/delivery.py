@@ -33,6 +33,10 @@ class RoomWorker:
     queue: asyncio.Queue[OutboxRow] = field(default_factory=asyncio.Queue)
     task: asyncio.Task[None] | None = None
     backoff: Backoff = field(default_factory=lambda: Backoff(initial=0.2, maximum=60.0))
+    # Rows were left in the outbox because the queue was full: read them from there, in order,
+    # once the queue is empty (queueing a later row first would break the room's order).
+    behind: bool = False
+    skipped: bool = False  # a row was left in the outbox since the last read from there
 
 
 class Delivery:
@@ -42,8 +46,10 @@ class Delivery:
         connectors: Mapping[str, Connector],
         portals: frozenset[str],
         links: MediaLinks | None = None,
+        queue_size: int = 1000,
     ) -> None:
         self.archive = archive
+        self.queue_size = queue_size  # rows held in memory per destination room; the rest wait in the outbox
         self.connectors = connectors
         self.portals = portals  # whose rows this process delivers
         self.links = links  # where networks without files link to the archived bytes
@@ -55,12 +61,15 @@ class Delivery:
         for row in rows:
             if row.id in self._held:  # a worker has it already: a second copy would send it twice
                 continue
-            self._held.add(row.id)
             key = (row.network, row.room)
             worker = self.workers.get(key)
             if worker is None:
                 worker = self.workers[key] = RoomWorker(row.network, row.room)
                 worker.task = asyncio.create_task(self._run(worker), name=f"deliver {key}")
+            if worker.behind or worker.queue.qsize() >= self.queue_size:
+                worker.behind = worker.skipped = True  # committed in the outbox: read from there
+                continue
+            self._held.add(row.id)
             worker.queue.put_nowait(row)
 
     async def resume(self) -> int:
@@ -70,10 +79,17 @@ class Delivery:
         never queued: a commit whose answer was lost looks like a failure, and its event, when
         it comes again, like a duplicate that has nothing to relay.
         """
-        rows = await self.archive.call(self.archive.store.pending, self.portals)
-        fresh = [row for row in rows if row.id not in self._held]
-        self.enqueue(fresh)
-        return len(fresh)
+        found, after = 0, 0
+        while True:  # a page at a time: a long backlog is not read into memory at once
+            rows = await self.archive.call(
+                self.archive.store.pending, self.portals, None, self.queue_size, after
+            )
+            fresh = [row for row in rows if row.id not in self._held]
+            self.enqueue(fresh)  # beyond a room's queue_size they stay in the outbox, read from there
+            found += len(fresh)
+            if len(rows) < self.queue_size:
+                return found
+            after = rows[-1].id
 
     async def stop(self) -> None:
         for worker in self.workers.values():
@@ -85,15 +101,42 @@ class Delivery:
                     await worker.task
 
     def backlog(self) -> int:
+        """Rows queued in memory (more may wait in the outbox; see `RoomWorker.behind`)."""
         return sum(w.queue.qsize() for w in self.workers.values())
 
     async def idle(self) -> None:
         """Wait until every queued row was handled (tests and shutdown)."""
-        for worker in list(self.workers.values()):
-            await worker.queue.join()
+        while True:
+            for worker in list(self.workers.values()):
+                await worker.queue.join()
+            if not any(w.behind for w in self.workers.values()):
+                return
+            await asyncio.sleep(0.05)  # a worker is reading its next rows from the outbox
+
+    async def _refill(self, worker: RoomWorker) -> None:
+        """Queue the room's oldest pending rows from the outbox, as many as the queue holds."""
+        store = self.archive.store
+        room = (worker.network, worker.room)
+        worker.skipped = False
+        rows = await self.archive.call(store.pending, self.portals, room, self.queue_size)
+        # A row skipped during the read may have been committed after it: read once more.
+        worker.behind = len(rows) >= self.queue_size or worker.skipped
+        for row in rows:
+            if row.id not in self._held:
+                self._held.add(row.id)
+                worker.queue.put_nowait(row)
 
     async def _run(self, worker: RoomWorker) -> None:
         while True:
+            while worker.behind and worker.queue.empty():
+                try:
+                    await self._refill(worker)
+                except Exception:  # the archive is unreachable: the rows wait there, try again
+                    delay = worker.backoff.next_delay()
+                    log.exception(
+                        "outbox of %s %s not readable; retrying in %.2fs", worker.network, worker.room, delay
+                    )
+                    await asyncio.sleep(delay)
             row = await worker.queue.get()
             try:
                 while True:

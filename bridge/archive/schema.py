@@ -42,6 +42,7 @@ RECORD_KINDS = (
     "purge",
     "review",
     "export",
+    "gap",  # capture was not running, or a network unreachable: attrs `from`, `until`; `reason`
 )
 
 records = Table(

@@ -36,6 +36,7 @@ from sqlalchemy import (
 )
 
 from bridge.archive import checkpoints, private, witness
+from bridge.archive.conversation import CHAT_KINDS
 from bridge.archive.driver import DriverStatement, release
 from bridge.archive.hashing import column_text, content_sha256, leaf_hash
 from bridge.archive.schema import contents, files, idmap, outbox, records, state
@@ -492,11 +493,22 @@ class ArchiveStore:
                 values["status"] = "failed"
             conn.execute(update(outbox).where(outbox.c.id == row.id).values(**values))
 
-    def pending(self, portals: Collection[str]) -> list[OutboxRow]:
-        """Undelivered outbox rows of these portals, oldest first (other processes own the rest)."""
-        query = select(outbox).where(outbox.c.status == "pending", outbox.c.portal.in_(sorted(portals)))
+    def pending(
+        self,
+        portals: Collection[str],
+        room: tuple[str, str] | None = None,
+        limit: int | None = None,
+        after: int = 0,
+    ) -> list[OutboxRow]:
+        """Undelivered outbox rows of these portals, oldest first (other processes own the rest);
+        only those to `room` (network, room id) if given, after row id `after`, at most `limit`."""
+        query = select(outbox).where(
+            outbox.c.status == "pending", outbox.c.portal.in_(sorted(portals)), outbox.c.id > after
+        )
+        if room is not None:
+            query = query.where(outbox.c.network == room[0], outbox.c.room == room[1])
         with self.engine.connect() as conn:
-            rows = conn.execute(query.order_by(outbox.c.id))
+            rows = conn.execute(query.order_by(outbox.c.id).limit(limit))
             return [
                 OutboxRow(r.id, r.seq, r.portal, r.network, r.room, json.loads(r.payload), r.attempts)
                 for r in rows
@@ -521,6 +533,25 @@ class ArchiveStore:
         with self.engine.connect() as conn:
             return conn.execute(NATIVE_FOR, {"seq": seq, "network": network, "room": room}).scalar()
 
+    def last_inbound(self, portal: str, network: str, room: str, captured_before: datetime) -> str | None:
+        """The native id of the newest event archived from `room` on `network` (not our own
+        deliveries there) before `captured_before`: where a network that replays resumes."""
+        query = (
+            select(records.c.native_id)
+            .where(
+                records.c.portal == portal,
+                records.c.network == network,
+                records.c.room == room,
+                records.c.kind.in_(CHAT_KINDS),  # what people said there, not our deliveries
+                records.c.native_id != "",
+                records.c.captured_at < timestamp(captured_before),
+            )
+            .order_by(records.c.seq.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar()
+
     # -- connector state -----------------------------------------------------------
 
     def state_get(self, key: str) -> str | None:
@@ -529,12 +560,16 @@ class ArchiveStore:
 
     def state_put(self, key: str, value: str, ttl: float | None = None) -> None:
         """Set a key; with `ttl`, `prune_state` may forget it that many seconds from now."""
-        expires = timestamp(datetime.now(UTC) + timedelta(seconds=ttl)) if ttl is not None else None
         with self.writing() as conn:
-            if conn.execute(select(state.c.key).where(state.c.key == key)).first():
-                conn.execute(update(state).where(state.c.key == key).values(value=value, expires_at=expires))
-            else:
-                conn.execute(insert(state).values(key=key, value=value, expires_at=expires))
+            self.state_put_in(conn, key, value, ttl)
+
+    def state_put_in(self, conn: Connection, key: str, value: str, ttl: float | None = None) -> None:
+        """`state_put` inside a `writing()` transaction."""
+        expires = timestamp(datetime.now(UTC) + timedelta(seconds=ttl)) if ttl is not None else None
+        if conn.execute(select(state.c.key).where(state.c.key == key)).first():
+            conn.execute(update(state).where(state.c.key == key).values(value=value, expires_at=expires))
+        else:
+            conn.execute(insert(state).values(key=key, value=value, expires_at=expires))
 
     def prune_state(self, now: datetime | None = None) -> int:
         """Forget the state keys whose time to live has run out; how many were."""

@@ -14,6 +14,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from bridge.connector import (
@@ -73,6 +74,9 @@ class IrcConnector(Connector):
         self._session: IrcSession | None = None
         self._ready = asyncio.Event()
         self._inbox: asyncio.Queue[Message] = asyncio.Queue()
+        # Since when the inbox has been over its bound without catching up (reading paused and
+        # resumed, maybe more than once): the server may drop what it sends from then on.
+        self._behind_since: datetime | None = None
         self._sink: Sink | None = None
         self._first_session: asyncio.Future[None] | None = None
         self._supervisor: asyncio.Task[None] | None = None
@@ -139,6 +143,8 @@ class IrcConnector(Connector):
             )
         self._session = session
         self._ready.set()
+        self.report_connection(True)
+        self._backpressure(session)
         if not self._first_session.done():
             self._first_session.set_result(None)
         try:
@@ -147,6 +153,11 @@ class IrcConnector(Connector):
             self._ready.clear()
             self._session = None
             session.close()
+            if self._behind_since is not None and not self.stopping:
+                # The server may have dropped lines from when we first stopped reading, not only now.
+                reason = "IRC connection lost while the archive was behind and the bridge not reading"
+                self.report_connection(False, reason, self._behind_since)
+            self._behind_since = None  # a new connection starts reading afresh
 
     async def join(self, room: str) -> str:
         """Join a channel (waiting for the connection if it is down); return its room id."""
@@ -232,6 +243,22 @@ class IrcConnector(Connector):
             flags=line.flags,
         )
         self._inbox.put_nowait(message)
+        if self._session is not None:
+            self._backpressure(self._session)
+
+    def _backpressure(self, session: IrcSession) -> None:
+        """Lines already read are kept (at most one read's worth beyond the bound); no more are
+        read until the archive has taken half, so a stalled archive cannot fill memory."""
+        held = self._inbox.qsize()
+        if not held:
+            self._behind_since = None  # caught up: whatever the server sent from now is read
+        if held >= self.settings.inbox_size and session.read(resume=False):
+            self._behind_since = self._behind_since or datetime.now(UTC)
+            self.log.warning(
+                "IRC inbox full (%d lines): not reading from the server until the archive takes them", held
+            )
+        elif held <= self.settings.inbox_size // 2 and session.read(resume=True):
+            self.log.info("IRC inbox has room again (%d lines): reading from the server", held)
 
     async def _consume(self) -> None:
         # One at a time, so the archive sees channel lines in the order IRC sent them.
@@ -241,6 +268,8 @@ class IrcConnector(Connector):
                 await self._hand_over(message)
             finally:
                 self._inbox.task_done()
+                if self._session is not None:
+                    self._backpressure(self._session)
 
     async def _hand_over(self, message: Message) -> None:
         """IRC never sends a line twice: while the archive is down, hold it (and those after it)."""

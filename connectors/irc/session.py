@@ -113,6 +113,7 @@ class IrcSession:
         self._sasl_done = False
         self._nick_attempts = 0
         self._quitting = False
+        self.reading_paused = False  # backpressure: the archive is behind
         self._send_lock = asyncio.Lock()
         self._welcome: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._connection: Connection | None = None
@@ -191,6 +192,11 @@ class IrcSession:
         loop = asyncio.get_running_loop()
         pinged = False
         while not protocol.lost.done():
+            if self.reading_paused:
+                # Our silence, not the server's: the archive is behind. A PING still goes out, so
+                # a server that gave up on us answers with a reset and the loss shows now.
+                protocol.last_data = loop.time()
+                self._raw(f"PING :{self.settings.nick}")
             idle = loop.time() - protocol.last_data
             if idle >= 2 * interval:
                 self.close()
@@ -218,6 +224,20 @@ class IrcSession:
         for join in self._joins.values():
             join.finish("connection lost")
         self._joins.clear()
+
+    def read(self, resume: bool) -> bool:
+        """Stop reading the socket (the kernel's buffer, then the TCP window, fill and the server
+        holds its lines) or read on: backpressure while the archive cannot keep up. Returns
+        whether that changed anything."""
+        transport = self._connection.transport if self._connection is not None else None
+        if transport is None or transport.is_closing() or self.reading_paused != resume:
+            return False
+        if resume:
+            transport.resume_reading()
+        else:
+            transport.pause_reading()
+        self.reading_paused = not resume
+        return True
 
     @property
     def is_open(self) -> bool:

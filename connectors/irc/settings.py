@@ -40,6 +40,9 @@ OPTIONS: dict[str, Option] = {
     "connect_timeout": Option((int, float), default=30.0, help="seconds to connect and register"),
     "join_timeout": Option((int, float), default=30.0, help="seconds to wait for a channel join"),
     "ping_interval": Option((int, float), default=60.0, help="seconds of silence before we PING the server"),
+    "inbox_size": Option(
+        int, default=1000, help="lines held while the archive is slow; beyond, the socket is not read"
+    ),
 }
 
 
@@ -65,6 +68,7 @@ class IrcSettings:
     connect_timeout: float = 30.0
     join_timeout: float = 30.0
     ping_interval: float = 60.0
+    inbox_size: int = 1000
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> IrcSettings:
@@ -72,7 +76,7 @@ class IrcSettings:
             raise ValueError("irc: 'host' is required")
         values = {key: options.get(key, opt.default) for key, opt in OPTIONS.items()}
         values = {key: value for key, value in values.items() if value is not None}
-        for key in ("port", "flood_burst"):
+        for key in ("port", "flood_burst", "inbox_size"):
             if key in values:
                 values[key] = int(values[key])
         for key in ("flood_rate", "connect_timeout", "join_timeout", "ping_interval"):
@@ -85,6 +89,8 @@ class IrcSettings:
             raise ValueError(f"irc: nick {settings.nick!r} is not a valid IRC nickname")
         if not re.fullmatch(r"[^\s@\x00]+", settings.user):
             raise ValueError(f"irc: username {settings.user!r} may not contain spaces or '@'")
+        if settings.inbox_size < 1:
+            raise ValueError("irc: inbox_size must be at least 1")
         if bool(settings.sasl_username) != bool(settings.sasl_password):
             raise ValueError("irc: set both sasl_username and sasl_password, or neither")
         if settings.identify not in ("", *IDENTIFY_CHOICES):

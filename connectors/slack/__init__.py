@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import re
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import aiohttp
@@ -23,6 +24,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bridge.connector import Capabilities, Connector, ConnectorContext, DeliveryError, Sink
 from bridge.model import Attachment, Outbound
+from connectors.slack.catchup import history_since, replay
 from connectors.slack.errors import CALL_ERRORS, api_error, to_delivery_error
 from connectors.slack.events import EventsEndpoint
 from connectors.slack.files import Files, Upload
@@ -64,7 +66,10 @@ class SlackConnector(Connector):
         self._inbound: Inbound | None = None
         self._files: Files | None = None
         self._channels: NameCache | None = None
-        self._inbox = Inbox(self._handle, SeenEvents(ctx.state), self.log)
+        self._inbox = Inbox(self._handle, SeenEvents(ctx.state), self.log, self.settings.inbox_size)
+        self._rooms: set[str] = set()  # bridged channels, caught up after every reconnect
+        self._listening_since = datetime.now(UTC)  # what was archived before this, a catch-up may miss
+        self._catching_up: set[asyncio.Task[None]] = set()
         self._socket: SocketModeClient | None = None
         self._first_session: asyncio.Future[None] | None = None
         self._supervisor: asyncio.Task[None] | None = None
@@ -120,6 +125,7 @@ class SlackConnector(Connector):
         if self.settings.receive == "events":
             self._endpoint = EventsEndpoint(self.settings.signing_secret, self._on_http_event, self.log)
             await self._endpoint.start(*self.settings.listen_address())
+            self._listening_since = datetime.now(UTC)
             self.log.info("Events API endpoint listening on %s:%d", *self._endpoint.address or ("?", 0))
             return
         self._first_session = asyncio.get_running_loop().create_future()
@@ -135,6 +141,8 @@ class SlackConnector(Connector):
             self._first_session.set_exception(ConnectionError("stopped before the first connection"))
         if self._endpoint is not None:
             await self._endpoint.stop()
+        for task in self._catching_up:
+            task.cancel()
         # Drain while the socket is still up, so what gets handled also gets acknowledged.
         await self._inbox.drain(_DRAIN_SECONDS)
         if self._supervisor is not None:
@@ -181,9 +189,13 @@ class SlackConnector(Connector):
                     self._first_session.set_exception(ConnectionError(f"Slack Socket Mode: {exc}"))
                 raise
             self._socket = client
+            self._listening_since = datetime.now(UTC)
             self.log.info("Socket Mode connected")
+            self.report_connection(True)
             if not self._first_session.done():
                 self._first_session.set_result(None)
+            if self._rooms:  # a reconnect: what was said while the socket was down
+                self._spawn_catch_up(sorted(self._rooms))
             await self._until_lost(client)
         finally:
             if self._socket is client:
@@ -242,6 +254,42 @@ class SlackConnector(Connector):
 
         self._inbox.put(Delivery(str(payload.get("event_id") or ""), payload, redelivered, settle))
         return await outcome
+
+    # -- catching up --------------------------------------------------------------
+
+    async def catch_up(self, room: str) -> None:
+        """A bridged channel: fetch what was said there since the archive last heard from it
+        (the bridge was down, or this is its first connection), and again after each reconnect."""
+        self._rooms.add(room)
+        await self._catch_up([room])
+
+    def _spawn_catch_up(self, rooms: list[str]) -> None:
+        task = asyncio.create_task(self._catch_up(rooms), name=f"{self.name}: catch up")
+        self._catching_up.add(task)
+        task.add_done_callback(self._catching_up.discard)
+
+    async def _catch_up(self, rooms: list[str]) -> None:
+        archived, web, inbound, sink = self.ctx.archived, self._web, self._inbound, self._sink
+        if archived is None or web is None or inbound is None or sink is None:
+            return
+        since = self._listening_since
+        # Live events wait meanwhile: the archive then holds the channel in Slack's order.
+        self._inbox.hold()
+        try:
+            for room in rooms:
+                oldest = await archived.last_native_id(self.name, room, since)
+                if oldest is None:  # nothing archived from it yet: a new room has no past to fetch
+                    continue
+                try:
+                    messages = await history_since(web, room, oldest)
+                except CALL_ERRORS as exc:
+                    self.log.error("cannot catch up on %s: %s", room, exc)
+                    continue
+                handed = await replay(inbound, sink, room, messages, self.log)
+                if handed:
+                    self.log.info("caught up %d messages in %s since %s", handed, room, oldest)
+        finally:
+            self._inbox.release()
 
     # -- receiving ----------------------------------------------------------------
 

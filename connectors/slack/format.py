@@ -365,7 +365,10 @@ def _units(text: Text, network: str) -> list[_Unit]:
             shown = _fallback_text(text, atom, network)
             units.extend(_pieces(shown, 0, len(shown), covering))
         else:
-            units.append(_Unit(rendered, covering, atom=True, marks=_fence_marks(rendered)))
+            # Slack reads style markers within one line only: around a block that spans lines
+            # they would show as literal `*`, so such a block goes unstyled.
+            shown_styles = frozenset() if "\n" in rendered else covering
+            units.append(_Unit(rendered, shown_styles, atom=True, marks=_fence_marks(rendered)))
         atom = None
     return units
 

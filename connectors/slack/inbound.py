@@ -72,8 +72,9 @@ class Inbound:
             return await self._changed(event, channel)
         if subtype == "message_deleted":
             return await self._deleted(event, channel)
-        if subtype in NOTICES or self.me.wrote(event) or not isinstance(event.get("ts"), str):
-            return None
+        ts = event.get("ts")
+        if subtype in NOTICES or self.me.wrote(event) or not isinstance(ts, str) or not ts:
+            return None  # without a ts a message has no identity: it could not be deduplicated
         return await self._message(event, channel)
 
     async def _message(self, event: Mapping[str, Any], channel: str) -> Message | None:

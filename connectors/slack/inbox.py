@@ -38,21 +38,50 @@ class Inbox:
     """One worker per channel, so the archive sees a channel's events in Slack's order
     while a slow file download in one channel does not hold up the others."""
 
-    def __init__(self, handle: Handler, seen: SeenEvents, log: logging.Logger) -> None:
+    def __init__(self, handle: Handler, seen: SeenEvents, log: logging.Logger, limit: int = 1000) -> None:
         self._handle = handle
         self._seen = seen
         self._log = log
+        self._limit = limit  # deliveries held at once, over all channels
+        self._queued = 0
         self._lanes: dict[str, asyncio.Queue[Delivery]] = {}
         self._workers: set[asyncio.Task[None]] = set()
+        self._refusals: set[asyncio.Task[bool]] = set()
+        self._holds = 0
+        self._open = asyncio.Event()
+        self._open.set()
 
-    def put(self, delivery: Delivery) -> None:
-        """Queue without awaiting, so deliveries keep the order they arrived in."""
+    def put(self, delivery: Delivery) -> bool:
+        """Queue without awaiting, so deliveries keep the order they arrived in.
+
+        When `limit` deliveries wait already (the archive is slow or down), the delivery is
+        refused unacknowledged instead: Slack redelivers it, so memory stays bounded and
+        nothing is lost. Returns whether it was queued.
+        """
+        if self._queued >= self._limit:
+            refusal = asyncio.create_task(delivery.settle(False))
+            self._refusals.add(refusal)
+            refusal.add_done_callback(self._refusals.discard)
+            return False
         queue = self._lanes.get(delivery.lane)
         if queue is None:
             queue = self._lanes[delivery.lane] = asyncio.Queue()
             worker = asyncio.create_task(self._work(queue), name=f"slack inbox {delivery.lane or '-'}")
             self._workers.add(worker)
+        self._queued += 1
         queue.put_nowait(delivery)
+        return True
+
+    def hold(self) -> None:
+        """Handle nothing until `release`: a catch-up goes first, so the archive keeps Slack's order."""
+        self._holds += 1
+        self._open.clear()
+
+    def release(self) -> None:
+        self._holds -= 1
+        if self._holds <= 0:
+            self._holds = 0
+            self._open.set()
 
     async def drain(self, timeout: float) -> None:
         """Let queued deliveries finish for up to `timeout` seconds, then stop the workers."""
@@ -67,13 +96,16 @@ class Inbox:
                 await worker
         self._workers.clear()
         self._lanes.clear()
+        self._queued = 0
 
     async def _work(self, queue: asyncio.Queue[Delivery]) -> None:
         while True:
             delivery = await queue.get()
             try:
+                await self._open.wait()
                 await self._process(delivery)
             finally:
+                self._queued -= 1
                 queue.task_done()
 
     async def _process(self, delivery: Delivery) -> None:

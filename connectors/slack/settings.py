@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.connector import Option, parse_listen
+from bridge.connector import Option, cleartext_problem, parse_listen
 
 OPTIONS: dict[str, Option] = {
     "bot_token": Option(str, required=True, help="bot token (xoxb-…)"),
@@ -24,6 +24,12 @@ OPTIONS: dict[str, Option] = {
     ),
     "ping_interval": Option((int, float), default=10.0, help="seconds between Socket Mode pings"),
     "connect_timeout": Option((int, float), default=30.0, help="seconds to open the Socket Mode connection"),
+    "inbox_size": Option(
+        int, default=1000, help="events held while the archive is slow; beyond, Slack redelivers them"
+    ),
+    "allow_insecure": Option(
+        bool, default=False, help="allow a plain http:// api_url that is not on loopback"
+    ),
 }
 
 ICON_FIELDS = frozenset({"network", "native_id", "employee_id", "name"})
@@ -41,6 +47,8 @@ class SlackSettings:
     icon_url_template: str = ""
     ping_interval: float = 10.0
     connect_timeout: float = 30.0
+    inbox_size: int = 1000
+    allow_insecure: bool = False
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> SlackSettings:
@@ -66,8 +74,13 @@ class SlackSettings:
             self.listen_address()
         if not self.api_url.startswith(("http://", "https://")):
             raise ValueError(f"slack: api_url must be an http(s) URL, not {self.api_url!r}")
+        problem = cleartext_problem(self.api_url, "slack: api_url", "the bot token")
+        if problem and not self.allow_insecure:
+            raise ValueError(problem)
         if self.max_file_mb <= 0:
             raise ValueError("slack: max_file_mb must be positive")
+        if self.inbox_size < 1:
+            raise ValueError("slack: inbox_size must be at least 1")
         if self.ping_interval <= 0 or self.connect_timeout <= 0:
             raise ValueError("slack: ping_interval and connect_timeout must be positive")
         if self.icon_url_template:

@@ -283,6 +283,56 @@ async def test_client_reconnects_and_gets_events_raised_while_away(slack: SlackE
         await slack.wait_acked(1)
 
 
+async def test_events_slack_gave_up_on_are_only_in_history(slack: SlackEmulator) -> None:
+    alice = slack.add_user("alice")
+    room = slack.add_channel("ops", [alice.id])
+    listener = Listener()
+    async with socket_client(slack, listener):
+        slack.refuse_connections = slack.drop_without_socket = True
+        assert slack.disconnect(abrupt=True) >= 1
+        await slack.wait_for(lambda: slack.connection_count == 0 or None, what="socket gone")
+        lost = slack.user_posts(room.id, alice.id, "said while nobody listened")
+        slack.refuse_connections = slack.drop_without_socket = False
+        await slack.wait_for(lambda: slack.connection_count == 1 or None, timeout=10, what="back")
+        kept = slack.user_posts(room.id, alice.id, "said once it was back")
+        await listener.wait(timeout=10, ts=kept.ts)
+    assert not listener.events(ts=lost.ts)
+    assert [p.event["ts"] for p in slack.dropped] == [lost.ts]
+    history = await web_client(slack).conversations_history(channel=room.id, oldest="0")
+    assert [m["text"] for m in history["messages"]] == ["said once it was back", "said while nobody listened"]
+
+
+async def test_history_window_oldest_latest_inclusive(slack: SlackEmulator) -> None:
+    alice = slack.add_user("alice")
+    room = slack.add_channel("ops", [alice.id])
+    ts = [slack.user_posts(room.id, alice.id, f"m{i}").ts for i in range(6)]
+    client = web_client(slack)
+
+    async def texts(**window: Any) -> list[str]:
+        return [
+            m["text"] for m in (await client.conversations_history(channel=room.id, **window))["messages"]
+        ]
+
+    # Newest first, as Slack answers; bounds are exclusive unless `inclusive`.
+    assert await texts(oldest=ts[1]) == ["m5", "m4", "m3", "m2"]
+    assert await texts(oldest=ts[1], inclusive=True) == ["m5", "m4", "m3", "m2", "m1"]
+    assert await texts(oldest=ts[1], latest=ts[4]) == ["m3", "m2"]
+    assert await texts(oldest=ts[1], latest=ts[4], inclusive=True) == ["m4", "m3", "m2", "m1"]
+    assert await texts(latest=ts[2]) == ["m1", "m0"]
+    # Pages follow the cursor within the window until has_more is false.
+    pages, cursor = [], ""
+    while True:
+        body = await client.conversations_history(
+            channel=room.id, oldest=ts[0], limit=2, cursor=cursor or None
+        )
+        pages.append([m["text"] for m in body["messages"]])
+        cursor = body["response_metadata"]["next_cursor"]
+        if not body["has_more"]:
+            assert cursor == ""
+            break
+    assert pages == [["m5", "m4"], ["m3", "m2"], ["m1"]]
+
+
 async def test_file_upload_flow_and_private_download(slack: SlackEmulator) -> None:
     alice = slack.add_user("alice")
     room = slack.add_channel("files", [alice.id])

@@ -91,6 +91,13 @@ def test_good_config_loads_with_secrets_and_paths(tmp_path: Path, capsys, monkey
             "archive.instance",
             "letters, digits",
         ),
+        (("rooms:\n", "delivery: {queue_size: 0}\nrooms:\n"), 23, "delivery.queue_size", "at least 1"),
+        (
+            ("    tls: true", "    tls: true\n    inbox_size: 0"),
+            11,
+            "networks.irc",
+            "inbox_size must be at least 1",
+        ),
         (
             (
                 "rooms:\n",
@@ -130,6 +137,15 @@ def test_good_config_loads_with_secrets_and_paths(tmp_path: Path, capsys, monkey
             1,
             "matrix",
             "appservice.listen: expected host:port",
+        ),
+        (
+            (
+                "    tls: true",
+                "    tls: true\n  slack:\n    type: slack\n    bot_token: xoxb-1\n    app_token: xapp-1\n    api_url: http://slack.corp.example/api/",
+            ),
+            16,
+            "networks.slack",
+            "api_url: the bot token would cross the network in clear text",
         ),
         # The appservice token must not cross a network in clear text.
         (

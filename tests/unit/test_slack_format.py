@@ -355,3 +355,11 @@ def test_random_text_survives_slack(seed: int) -> None:
     back = parse(wire, "slack", NAMES.get)
     assert _signature(back) == _signature(_expected(text)), (text, wire)
     assert r(parse(r(back), "slack", NAMES.get)) == r(back)
+
+
+def test_a_styled_block_over_lines_renders_without_markers_slack_would_show() -> None:
+    """Found by hypothesis: `*```x\n```*` is not bold on Slack (styles live within a line), so the
+    stars showed as text; the block goes unstyled, the words around it keep theirs."""
+    text = Text("b x\ny c", (Span("bold", 0, 7), Span("pre", 2, 5)))
+    assert r(text) == "*b* ```x\ny``` *c*"
+    assert p(r(text)).plain == "b x\ny c"

@@ -272,3 +272,8 @@ async def test_what_a_person_did_that_cannot_be_shown_is_archived_not_relayed(
     assert isinstance(event, Message) and not event.relay
     assert event.sender.native_id == "U0ALICE"
     assert event.native == message(**fields)
+
+
+async def test_a_message_without_a_ts_is_not_an_event(inbound: Inbound) -> None:
+    """Found by hypothesis: an empty ts made a message with no native id, which no dedup can catch."""
+    assert await inbound.convert(message(ts="")) is None

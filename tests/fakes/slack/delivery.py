@@ -100,6 +100,9 @@ class EventDelivery:
         # None keeps connections open until told otherwise; Slack refreshes every few hours.
         self.connection_lifetime: float | None = None
         self.refuse_connections = False
+        # Slack keeps retrying an event for an app with no socket open for a while, then gives
+        # up (and may disable the app); True gives up at once, so only history has the message.
+        self.drop_without_socket = False
         self.tickets: set[str] = set()
         self.connections: dict[int, SocketConnection] = {}
         self.connection_log: list[tuple[int, float, float | None]] = []
@@ -133,6 +136,9 @@ class EventDelivery:
     def _attempt(self, p: PendingEvent) -> None:
         conn = self._pick()
         if conn is None:
+            if self.drop_without_socket:
+                p.state = "dropped"
+                return
             # No socket: this attempt fails; the next one goes out when a socket opens.
             if p.next_attempt == 0:
                 p.next_attempt, p.next_reason = 1, "connection_failed"

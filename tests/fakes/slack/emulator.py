@@ -642,6 +642,16 @@ class SlackEmulator:
     def refuse_connections(self, value: bool) -> None:
         self.delivery.refuse_connections = value
 
+    @property
+    def drop_without_socket(self) -> bool:
+        """While True, an event emitted when no socket is open is dropped at once (as Slack
+        does once its retries ran out): the message is only in `conversations.history`."""
+        return self.delivery.drop_without_socket
+
+    @drop_without_socket.setter
+    def drop_without_socket(self, value: bool) -> None:
+        self.delivery.drop_without_socket = value
+
     # -- waiting ------------------------------------------------------------------
 
     def _changed(self) -> None:
