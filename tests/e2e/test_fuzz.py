@@ -21,7 +21,7 @@ import random
 import re
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -369,12 +369,6 @@ class Fuzzed:
     def alive(self) -> None:
         assert self.bridge.proc is not None and self.bridge.proc.poll() is None, self.bridge.log_tail()
         assert self.bridge.starts == 1
-
-
-@pytest.fixture(scope="module")
-def ircd() -> Iterator[Ngircd]:
-    with Ngircd() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -391,12 +391,6 @@ def judge(stream: Stream, t: Tally) -> Verdict:
 # -- the portal ----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def ircd() -> Iterator[Ngircd]:
-    with Ngircd() as server:
-        yield server
-
-
 @contextlib.asynccontextmanager
 async def three_way(
     synapse: SynapseSession,
