@@ -8,8 +8,10 @@ using matrix-nio against the real Synapse.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import random
 import signal
 import sqlite3
 import subprocess
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import sqlalchemy as sa
 import yaml
 from nio import (
     AsyncClient,
@@ -81,13 +84,67 @@ def alice_and_bob(alice_mxid: str, bob_nick: str) -> dict[str, Any]:
     }
 
 
-async def put_transaction(synapse: SynapseSession, txn: str, events: list[dict[str, Any]], token: str) -> int:
-    """PUT an appservice transaction to the bridge as the homeserver would; its HTTP status."""
+@dataclass(frozen=True)
+class Archived:
+    """One archive record as the survival tests count it."""
+
+    seq: int
+    kind: str
+    network: str
+    room: str
+    native_id: str
+    target_seq: int | None
+    text: str  # the searchable plain text
+    body: str  # the canonical JSON content (text, attachments), "" when purged
+    reason: str | None
+
+
+def archived(url: str) -> list[Archived]:
+    """Every record of the archive at `url` (SQLite or PostgreSQL) with its plain text, in seq order."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT r.seq, r.kind, r.network, r.room, r.native_id, r.target_seq, c.plain, c.body, r.reason"
+                    " FROM records r LEFT JOIN contents c ON c.seq = r.seq ORDER BY r.seq"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    return [Archived(r[0], r[1], r[2], r[3], r[4], r[5], r[6] or "", r[7] or "", r[8]) for r in rows]
+
+
+def verify_archive(config_path: Path, public_key: Path) -> subprocess.CompletedProcess[str]:
+    """`switchboard archive verify` on the bridge's own config, trusting `public_key` (the .pub file
+    `archive keygen` wrote), as an auditor runs it."""
+    return switchboard("archive", "verify", "-c", str(config_path), "--key", str(public_key), timeout=600)
+
+
+async def put_transaction(
+    synapse: SynapseSession,
+    txn: str,
+    events: list[dict[str, Any]],
+    token: str,
+    http: aiohttp.ClientSession | None = None,
+) -> int:
+    """PUT an appservice transaction to the bridge as the homeserver would; its HTTP status.
+    Pass `http` to reuse one session for many."""
     url = f"http://127.0.0.1:{synapse.bridge_port}/_matrix/app/v1/transactions/{txn}"
-    async with aiohttp.ClientSession() as http:
-        headers = {"Authorization": f"Bearer {token}"}
+    headers = {"Authorization": f"Bearer {token}"}
+    async with contextlib.AsyncExitStack() as stack:
+        if http is None:
+            http = await stack.enter_async_context(aiohttp.ClientSession())
         async with http.put(url, json={"events": events}, headers=headers) as reply:
             return reply.status
+
+
+def seeded(what: str) -> random.Random:
+    """A random generator for a generated run, its seed printed (and taken from SWITCHBOARD_SEED
+    when set), so a failure can be repeated exactly."""
+    value = int(os.environ.get("SWITCHBOARD_SEED") or random.randrange(2**32))
+    print(f"{what}: seed {value} (SWITCHBOARD_SEED={value} repeats it)")
+    return random.Random(value)
 
 
 def unique(prefix: str) -> str:
@@ -248,6 +305,23 @@ class MatrixUser:
         assert hasattr(resp, "chunk"), resp
         out = [e.source for e in resp.chunk if e.source.get("type") in ("m.room.message", "m.room.redaction")]
         return list(reversed(out))
+
+    async def history(self, room_id: str) -> list[dict[str, Any]]:
+        """Every message and redaction event of the room, oldest first (paged, however many)."""
+        assert self.client
+        out: list[dict[str, Any]] = []
+        start: str | None = None
+        while True:
+            resp = await self.client.room_messages(
+                room_id, start=start, direction=MessageDirection.back, limit=1000
+            )
+            assert hasattr(resp, "chunk"), resp
+            out += [
+                e.source for e in resp.chunk if e.source.get("type") in ("m.room.message", "m.room.redaction")
+            ]
+            if not resp.chunk or not resp.end or resp.end == start:
+                return list(reversed(out))
+            start = resp.end
 
     async def wait_for(
         self, room_id: str, ready: Callable[[list[dict[str, Any]]], bool], timeout: float, what: str

@@ -376,6 +376,16 @@ class SlackEmulator:
         self._emit_message(msg)
         return msg
 
+    def deliver_raw(self, event: dict[str, Any]) -> PendingEvent | None:
+        """Deliver `event` exactly as given, unchecked and not stored: what a hostile user's
+        client or a broken workspace could make Slack send, for fuzzing a connector. The app's
+        subscriptions and the bot's channel membership still decide whether it goes out."""
+        channel = event.get("channel")
+        ch = self.ws.channels.get(channel) if isinstance(channel, str) else None
+        pending = self._emit(event, ch)
+        self._changed()
+        return pending
+
     def user_edits(self, channel: str, ts: str, text: str) -> Message:
         """The author of message `ts` changes its text."""
         ch = self.ws.channel(channel)
