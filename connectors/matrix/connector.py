@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import uuid
@@ -9,14 +10,14 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, ClassVar
 
-from bridge.connector import Capabilities, Connector, ConnectorContext, DeliveryError, Option, Sink
-from bridge.model import Attachment, Delete, Event, Outbound
+from bridge.connector import Backoff, Capabilities, Connector, ConnectorContext, DeliveryError, Option, Sink
+from bridge.model import Attachment, Delete, Event, Message, Outbound
 from bridge.text import Span, Text
 from connectors.matrix.appservice import AppserviceServer
 from connectors.matrix.client import MatrixClient, MatrixError, q
 from connectors.matrix.config import DEFAULT_GHOST_PREFIX, DEFAULT_MAX_FILE_MB, MatrixConfig
 from connectors.matrix.ghosts import Ghosts
-from connectors.matrix.inbound import Inbound, MediaRef, media_ref
+from connectors.matrix.inbound import MXC_URL, Inbound, MediaRef, media_ref
 from connectors.matrix.outbound import (
     edit_content,
     file_content,
@@ -28,6 +29,7 @@ from connectors.matrix.outbound import (
 from connectors.matrix.powers import RoomPowers, mentions_room, privileged_creators, without_room_mention
 
 ROOMS_KEY = "rooms"
+FETCH_ATTEMPTS = 3  # downloads of one file while its transaction waits
 
 
 class MatrixConnector(Connector):
@@ -280,12 +282,14 @@ class MatrixConnector(Connector):
         ):
             raw = {**raw, "content": without_room_mention(content)}
         ref = media_ref(raw)
-        attachments = (await self._fetch(ref),) if ref is not None else ()
+        attachments, fetch_flags = await self._fetch(ref) if ref is not None else ((), ())
         try:
             event = self.inbound.convert(raw, attachments)
         except Exception as exc:  # a pure conversion: retrying the transaction could not help
             self.log.warning("skipping malformed event %.100s: %r", raw.get("event_id"), exc)
             return None
+        if fetch_flags and isinstance(event, Message):
+            event = replace(event, flags=(*event.flags, *fetch_flags))
         if isinstance(event, Delete):
             # Pushed redactions include ones the homeserver will not apply: say who may.
             event = replace(
@@ -314,26 +318,40 @@ class MatrixConnector(Connector):
             self.log.warning("cannot read %s of %s: %s", event_type, room_id, exc)
             return {}
 
-    async def _fetch(self, ref: MediaRef) -> Attachment:
+    async def _fetch(self, ref: MediaRef) -> tuple[tuple[Attachment, ...], tuple[str, ...]]:
+        """The file of a message, and the flags its fetch leaves on the record.
+
+        A file that cannot be had is archived as name, type and size (and its mxc URL), flagged
+        `file_not_fetched`: one file the media repository fails to serve must not hold up every
+        later Matrix event, as failing the transaction would.
+        """
         described = Attachment(ref.name, ref.mimetype, ref.size, sha256="", url=ref.url)
         if ref.size > self.config.max_file_bytes:
             self.log.info("not fetching %s: %d bytes is over max_file_mb", ref.url, ref.size)
-            return described
-        try:
-            fetched = await self.client.download(ref.url, self.config.max_file_bytes)
-        except MatrixError as exc:
-            if not exc.permanent:
-                raise
-            # Gone or refused for good: archive that a file was sent, without its content.
-            self.log.warning("could not fetch %s: %s", ref.url, exc)
-            return described
+            return (described,), ()
+        if not MXC_URL.fullmatch(ref.url):
+            self.log.warning("not fetching %.100r: not an mxc://server/media-id URL", ref.url)
+            return (described,), ("file_not_fetched",)
+        backoff = Backoff(initial=0.5, maximum=2.0)
+        for attempt in range(1, FETCH_ATTEMPTS + 1):
+            try:
+                fetched = await self.client.download(ref.url, self.config.max_file_bytes)
+                break
+            except MatrixError as exc:
+                if not exc.permanent and attempt < FETCH_ATTEMPTS:
+                    await asyncio.sleep(backoff.next_delay())
+                    continue
+                # Gone, refused, or failing again and again: archive that a file was sent.
+                self.log.warning("could not fetch %s: %s", ref.url, exc)
+                return (described,), ("file_not_fetched",)
         data = fetched.data
         if data is None:  # the size in the event was the sender's word
             self.log.info("not keeping %s: %d bytes is over max_file_mb", ref.url, fetched.size)
-            return replace(described, size=fetched.size)
-        return Attachment(
+            return (replace(described, size=fetched.size),), ()
+        attachment = Attachment(
             ref.name, ref.mimetype, len(data), hashlib.sha256(data).hexdigest(), url=ref.url, data=data
         )
+        return (attachment,), ()
 
     async def _membership(self, raw: dict[str, Any]) -> None:
         room_id, user = raw["room_id"], raw["state_key"]

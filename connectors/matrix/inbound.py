@@ -11,6 +11,7 @@ events too, with the whole native content kept for the archive (`Message.native`
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -24,6 +25,8 @@ from connectors.matrix.polls import end_text, poll_part, response_text, start_te
 
 MESSAGE_KINDS: dict[str, MessageKind] = {"m.text": "text", "m.emote": "emote", "m.notice": "notice"}
 MEDIA_MSGTYPES = frozenset({"m.image", "m.file", "m.audio", "m.video"})
+# What the media repository can serve: mxc://<server name>/<media id> (media ids are [A-Za-z0-9_-]).
+MXC_URL = re.compile(r"mxc://[A-Za-z0-9.:\[\]-]+/[A-Za-z0-9_-]+")
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bridge.connector import Backoff, SinkUnavailable
 from connectors.slack.seen import SeenEvents
 
 Handler = Callable[[Mapping[str, Any]], Awaitable[None]]
@@ -110,16 +111,30 @@ class Inbox:
 
     async def _process(self, delivery: Delivery) -> None:
         event_id = delivery.event_id
-        try:
-            if event_id and await self._seen.seen(event_id, redelivered=delivery.redelivered):
-                await delivery.settle(True)
+        refused = False  # Slack was told we do not have it (it will redeliver; that is deduplicated)
+        backoff = Backoff(initial=0.2, maximum=10.0)
+        while True:
+            try:
+                if event_id and await self._seen.seen(event_id, redelivered=delivery.redelivered):
+                    if not refused:
+                        await delivery.settle(True)
+                    return
+                await self._handle(delivery.body)
+                break
+            except SinkUnavailable as exc:
+                # The archive is down: this channel's lane waits on this very event, so the
+                # events behind it (Slack's redeliveries of it among them) cannot overtake it.
+                if not refused:
+                    self._log.warning("holding Slack event %s until the archive is back: %s", event_id, exc)
+                    refused = True
+                    await delivery.settle(False)
+                await asyncio.sleep(backoff.next_delay())
+            except Exception:  # Slack redelivers what we do not acknowledge
+                self._log.exception("event %s not handled; leaving it for Slack to redeliver", event_id)
+                if not refused:
+                    await delivery.settle(False)
                 return
-            await self._handle(delivery.body)
-        except Exception:  # Slack redelivers what we do not acknowledge
-            self._log.exception("event %s not handled; leaving it for Slack to redeliver", event_id)
-            await delivery.settle(False)
-            return
-        acknowledged = await delivery.settle(True)
+        acknowledged = False if refused else await delivery.settle(True)
         if event_id:
             try:
                 await self._seen.done(event_id, acknowledged=acknowledged)

@@ -116,6 +116,37 @@ async def test_html_over_the_cap_is_captured_from_its_body_flagged(
     await then_a_normal_message_arrives(bridge, alice, room_id)
 
 
+async def test_a_file_that_cannot_be_fetched_is_archived_as_described_and_flagged(
+    bridge: Bridge, alice: AsyncClient
+) -> None:
+    """Found by the fuzz run: `mxc://` made the bridge ask Synapse for `/download//`, which
+    answers 500, so the transaction failed forever and no later Matrix event was processed."""
+    room_id, alias = await create_room(alice)
+    await bridge.c.join(alias)
+    server = alice.user_id.split(":", 1)[1]
+    urls = ["mxc://", "mxc://x/../../admin", f"mxc://{server}/NoSuchMedia{uuid.uuid4().hex}"]
+    events = [
+        pushed_event(
+            room_id,
+            alice.user_id,
+            {
+                "msgtype": "m.image",
+                "body": f"{n}.png",
+                "url": url,
+                "info": {"mimetype": "image/png", "size": 9},
+            },
+        )
+        for n, url in enumerate(urls)
+    ]
+    assert (await bridge.push(f"mxc-{uuid.uuid4().hex}", events)).status == 200
+    for event, url in zip(events, urls, strict=True):
+        message = await arrived(bridge, event["event_id"])
+        [attachment] = message.attachments
+        assert (attachment.name, attachment.url, attachment.data) == (event["content"]["body"], url, None)
+        assert message.flags == ("file_not_fetched",)
+    await then_a_normal_message_arrives(bridge, alice, room_id)
+
+
 async def test_a_forged_broadcast_pill_is_plain_text(bridge: Bridge, alice: AsyncClient) -> None:
     room_id, alias = await create_room(alice)
     await bridge.c.join(alias)

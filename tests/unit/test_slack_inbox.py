@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from bridge.connector import SinkUnavailable
 from connectors.slack.inbox import Delivery, Inbox
 from connectors.slack.seen import SeenEvents
 from tests.fakes.state import MemoryState
@@ -80,6 +81,31 @@ async def test_a_failure_is_not_acked_and_the_redelivery_is_handled() -> None:
     inbox.put(settled.delivery("Ev1", redelivered=True))
     await until(lambda: len(settled.outcomes) == 2)
     assert attempts == ["Ev1", "Ev1"] and settled.outcomes == [("Ev1", False), ("Ev1", True)]
+    await inbox.drain(1)
+
+
+async def test_while_the_archive_is_down_a_channel_waits_on_its_event_in_order() -> None:
+    """Refused (so Slack knows), held and retried: later events and the redelivery queue behind it."""
+    archived: list[str] = []
+    settled = Settled()
+    down = True
+
+    async def handle(body: Mapping[str, Any]) -> None:
+        if down:
+            raise SinkUnavailable("the archive is unavailable")
+        archived.append(body["event_id"])
+
+    inbox = Inbox(handle, SeenEvents(MemoryState()), logging.getLogger("test"))
+    inbox.put(settled.delivery("Ev1"))
+    inbox.put(settled.delivery("Ev2"))
+    inbox.put(settled.delivery("Ev1", redelivered=True))
+    await until(lambda: settled.outcomes == [("Ev1", False)])
+    await asyncio.sleep(0.5)  # several retries while down: still nothing overtakes Ev1
+    assert archived == [] and settled.outcomes == [("Ev1", False)]
+    down = False
+    await until(lambda: len(settled.outcomes) == 3, timeout=5)
+    assert archived == ["Ev1", "Ev2"]  # once each, in Slack's order
+    assert settled.outcomes == [("Ev1", False), ("Ev2", True), ("Ev1", True)]
     await inbox.drain(1)
 
 
