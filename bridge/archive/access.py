@@ -89,8 +89,20 @@ def open_store(config: Config, need_signer: bool = False) -> ArchiveStore:
     return store
 
 
-def _review(store: ArchiveStore, actor: Actor, command: str, **what: Any) -> int:
-    return store.append_record(audit_draft("review", actor, command=command, **what))
+def _review(
+    store: ArchiveStore,
+    actor: Actor,
+    command: str,
+    portal: str | None = None,
+    target_seq: int | None = None,
+    **what: Any,
+) -> int:
+    draft = audit_draft("review", actor, command=command, **what)
+    # In the columns, not only in attrs (where record JSON would hide them behind the columns):
+    # an auditor asks who read this room, or this record.
+    draft.portal = portal or ""
+    draft.target_seq = target_seq
+    return store.append_record(draft)
 
 
 def search_records(store: ArchiveStore, actor: Actor, filters: Filters) -> Iterator[dict[str, Any]]:
@@ -112,7 +124,7 @@ def read_conversation(
 
 def read_record(store: ArchiveStore, actor: Actor, seq: int) -> dict[str, Any]:
     """One record as record JSON; LookupError when there is none. Archived first, found or not."""
-    _review(store, actor, "record", seq=seq)
+    _review(store, actor, "record", target_seq=seq)
     query = select_records(Filters(), store.is_postgres).where(records.c.seq == seq)
     with store.engine.connect() as conn:
         row = conn.execute(query).first()

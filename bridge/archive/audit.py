@@ -34,6 +34,8 @@ class Actor:
 
 
 def audit_draft(kind: str, actor: Actor, **attrs: Any) -> RecordDraft:
+    if not isinstance(actor, Actor):  # a caller that lost track of who acts is refused, not recorded blank
+        raise TypeError(f"no actor: {kind} needs an Actor, not {actor!r}")
     who = {"actor": actor.employee_id, "role": actor.role, "client": actor.client}
     return RecordDraft(
         kind=kind,
