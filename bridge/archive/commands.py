@@ -11,12 +11,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bridge.clikit import EXIT_FAIL, EXIT_OK, UsageError, add_config_arg, load_or_fail, parse_when
 from bridge.codec import parse_timestamp
 from bridge.config import Config, ConfigError
 from bridge.terminal import visible
+
+if TYPE_CHECKING:  # the archive is imported only by the actions that use it, so --help stays quick
+    from bridge.archive.audit import Actor
 
 ACTOR_ENV = "SWITCHBOARD_ACTOR"
 FORMATS = ("jsonl", "csv", "eml", "rsmf")  # access.FORMATS, without importing the archive for --help
@@ -227,7 +230,7 @@ def _filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flag", help="records flagged by this rule")
 
 
-def _actor(args: argparse.Namespace) -> Any:
+def _actor(args: argparse.Namespace) -> Actor:
     from bridge.archive.audit import Actor
 
     actor = args.actor or os.environ.get(ACTOR_ENV, "")
