@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bridge.archive import access
+from bridge.archive import access, commands
 from bridge.archive.audit import Actor
 from bridge.archive.export.check import verify_bundle
 from bridge.archive.search import Filters, search
@@ -174,6 +174,7 @@ def test_export_is_one_record_and_its_bundle_verifies(store: ArchiveStore, tmp_p
     bundle = verify_bundle(out, store.signer.public_key)
     assert (bundle.failure, bundle.records) == (None, 2)
     assert json.loads((out / "manifest.json").read_text())["actor"] == "E9001"
+    assert access.FORMATS == commands.FORMATS  # the CLI's --format choices, kept without the import
     with pytest.raises(ValueError, match="not an export format"):
         access.ExportRequest("pdf", tmp_path / "other", Filters())
 
