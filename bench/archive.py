@@ -24,6 +24,7 @@ from pathlib import Path
 
 from sqlalchemy import insert, text
 
+from bridge.archive.audit import Actor
 from bridge.archive.export.run import run_export
 from bridge.archive.merkle import Frontier
 from bridge.archive.schema import checkpoints, contents, records
@@ -200,7 +201,7 @@ def main() -> int:
             store.close()
             return 0
         began = time.perf_counter()
-        result = run_export(store, "jsonl", tmp / "export", Filters(), "bench")
+        result = run_export(store, "jsonl", tmp / "export", Filters(), Actor("bench"))
         elapsed = time.perf_counter() - began
         print(
             f"export jsonl {result.records:,} records: {elapsed:.1f} s ({result.records / elapsed:,.0f} records/s)"

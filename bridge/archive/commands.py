@@ -11,15 +11,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bridge.clikit import EXIT_FAIL, EXIT_OK, UsageError, add_config_arg, load_or_fail, parse_when
 from bridge.codec import parse_timestamp
 from bridge.config import Config, ConfigError
 from bridge.terminal import visible
 
+if TYPE_CHECKING:  # the archive is imported only by the actions that use it, so --help stays quick
+    from bridge.archive.audit import Actor
+
 ACTOR_ENV = "SWITCHBOARD_ACTOR"
-FORMATS = ("jsonl", "csv", "eml", "rsmf")
+FORMATS = ("jsonl", "csv", "eml", "rsmf")  # access.FORMATS, without importing the archive for --help
 NO_KEY = (
     "archive verify needs the archive's public key from outside the database: set archive.public_key "
     "(the .pub file `archive keygen` wrote, kept off the database host) or pass --key FILE"
@@ -227,13 +230,16 @@ def _filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flag", help="records flagged by this rule")
 
 
-def _actor(args: argparse.Namespace) -> str:
+def _actor(args: argparse.Namespace) -> Actor:
+    from bridge.archive.audit import Actor
+
     actor = args.actor or os.environ.get(ACTOR_ENV, "")
     if not actor:
         raise UsageError(f"who is acting? pass --as EMPLOYEE_ID or set {ACTOR_ENV}")
-    if not re.fullmatch(r"[\w.@:+-]{1,64}", actor):
-        raise UsageError(f"--as: '{actor}' is not an employee id")
-    return actor
+    try:
+        return Actor(actor)
+    except ValueError:
+        raise UsageError(f"--as: '{actor}' is not an employee id") from None
 
 
 def _filters_of(args: argparse.Namespace) -> Any:
@@ -260,56 +266,27 @@ def _filters_of(args: argparse.Namespace) -> Any:
 
 @contextmanager
 def _opened(config: Config, need_signer: bool = False) -> Iterator[Any]:
-    """The configured archive, migrated, and closed afterwards; its signer only if the key file
-    is there (or needed)."""
-    from bridge.archive.signing import Signer
-    from bridge.archive.store import ArchiveStore
+    """The configured archive (see `access.open_store`), closed afterwards."""
+    from bridge.archive.access import open_store
 
-    url = config.archive.url
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).exists():
-        raise UsageError(f"archive {url} does not exist yet: run the bridge first, or check archive.url")
-    key = config.archive.signing_key
-    signer = None
-    if key is not None and (need_signer or key.exists()):
-        try:
-            signer = Signer.load(key)
-        except ValueError as exc:
-            raise UsageError(
-                f"archive.signing_key: {exc}; create one with `switchboard archive keygen`"
-            ) from None
-    elif need_signer:
-        raise UsageError("archive.signing_key is not set: exports are signed with it (see `archive keygen`)")
-    # Every process that signs writes the witness too: holds, purges, reviews and exports sign.
-    store = ArchiveStore(
-        url,
-        signer,
-        config.archive.checkpoint_every,
-        config.archive.checkpoint_seconds,
-        config.archive.checkpoint_log,
-    )
     try:
-        store.migrate()
+        store = open_store(config, need_signer)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    try:
         yield store
     finally:
         store.close()
 
 
-def _review(store: Any, actor: str, command: str, **what: Any) -> None:
-    from bridge.archive.audit import audit_draft
-
-    # Before any result is shown: nobody reads the archive without leaving a record.
-    store.append_record(audit_draft("review", actor, command=command, **what))
-
-
 def _search(args: argparse.Namespace) -> int:
-    from bridge.archive.search import search
+    from bridge.archive.access import search_records
 
     config = load_or_fail(args)
     actor = _actor(args)
     filters = _filters_of(args)
     with _opened(config) as store:
-        _review(store, actor, "search", filters=filters.to_json())
-        for record in search(store.engine, filters):
+        for record in search_records(store, actor, filters):
             if args.format == "json":
                 print(json.dumps(record, ensure_ascii=False))
             else:
@@ -325,16 +302,16 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _conversation(args: argparse.Namespace) -> int:
-    from bridge.archive.conversation import conversation, render
+    from bridge.archive.access import read_conversation
+    from bridge.archive.conversation import render
 
     config = load_or_fail(args)
     actor = _actor(args)
     if args.context < 0:
         raise UsageError("--context must be 0 or more")
     with _opened(config) as store:
-        _review(store, actor, "conversation", portal=args.portal, around=args.around)
         try:
-            entries = conversation(store.engine, args.portal, args.around, args.context)
+            entries = read_conversation(store, actor, args.portal, args.around, args.context)
         except LookupError as exc:
             raise UsageError(str(exc)) from None
         if not entries:
@@ -489,7 +466,7 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _hold_add(args: argparse.Namespace) -> int:
-    from bridge.archive.retention import place_hold
+    from bridge.archive.access import HoldRequest, place_hold
 
     config = load_or_fail(args)
     actor = _actor(args)
@@ -498,18 +475,19 @@ def _hold_add(args: argparse.Namespace) -> int:
         raise UsageError("--since must be before --until")
     if not args.reason.strip():
         raise UsageError("--reason must say why")
+    hold = HoldRequest(args.reason, args.employee, args.portal, since, until)
     with _opened(config) as store:
-        hold_id = place_hold(store, actor, args.reason, args.employee, args.portal, since, until)
+        hold_id = place_hold(store, actor, hold)
     print(f"hold {hold_id} placed")
     return EXIT_OK
 
 
 def _hold_list(args: argparse.Namespace) -> int:
-    from bridge.archive.retention import active_holds
+    from bridge.archive.access import list_holds
 
     config = load_or_fail(args)
-    with _opened(config) as store, store.engine.connect() as conn:
-        holds = active_holds(conn)
+    with _opened(config) as store:
+        holds = list_holds(store)
     for hold in holds:
         if args.format == "json":
             print(json.dumps(hold.to_json(), ensure_ascii=False))
@@ -521,7 +499,7 @@ def _hold_list(args: argparse.Namespace) -> int:
 
 
 def _hold_release(args: argparse.Namespace) -> int:
-    from bridge.archive.retention import release_hold
+    from bridge.archive.access import release_hold
 
     config = load_or_fail(args)
     actor = _actor(args)
@@ -571,7 +549,7 @@ def _purge(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from bridge.archive.export.run import run_export
+    from bridge.archive.access import ExportRequest, export
     from bridge.archive.progress import ProgressBar
 
     config = load_or_fail(args)
@@ -582,7 +560,7 @@ def _export(args: argparse.Namespace) -> int:
     bar = ProgressBar("export")
     with _opened(config, need_signer=True) as store:
         try:
-            result = run_export(store, args.format, args.out, filters, actor, bar)
+            result = export(store, actor, ExportRequest(args.format, args.out, filters), bar)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         finally:

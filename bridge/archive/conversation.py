@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from bridge.archive.jsonform import attachments, kept, record_json
+from bridge.archive.jsonform import record_json
 from bridge.archive.schema import contents, records
 from bridge.terminal import visible
 
@@ -46,7 +46,6 @@ def conversation(engine: Engine, portal: str, around: int | None = None, context
     with engine.connect() as conn:
         for row in conn.execute(query):
             record = record_json(row)
-            record["attachments"] = attachments(json.loads(row.body) if row.body else None)
             kind = _event_kind(record, row.attrs)
             # Edits of edits point at an edit; the reader wants them under the first message.
             entry = by_seq.get(record.get("target_seq") or 0) if kind in ("edit", "delete") else None
@@ -83,8 +82,8 @@ def render(entry: Entry) -> Iterator[str]:
     flags = f" [flagged: {', '.join(m['flags'])}]" if m["flags"] else ""
     yield f"#{m['seq']:<6} {m['occurred_at'][:19].replace('T', ' ')}  {m['network']:<7} {who}: {text}{blocked}{flags}"
     for a in m["attachments"]:
-        where = "kept in the archive" if kept(a) else "not kept (only described)"
-        yield f"        [file] {a['name']} ({a['mimetype']}, {a['size']} bytes) sha256 {a['sha256'][:12]}… {where}"
+        where = "kept in the archive" if a["kept"] else "not kept (only described)"
+        yield f"        [file] {a['name']} ({a['content_type']}, {a['size']} bytes) sha256 {a['sha256'][:12]}… {where}"
     for e in map(_shown, entry.edits):
         yield f"    #{e['seq']:<6} edited {e['occurred_at'][11:19]} by {_who(e)}: {_text(e)}"
     d = _shown(entry.deletion) if entry.deletion else None

@@ -27,6 +27,7 @@ def record_json(row: Any) -> dict[str, Any]:
         "flags": json.loads(row.flags or "[]"),
         "content_sha256": row.content_sha256,
         "purged": getattr(row, "purged_by", None) is not None,
+        "attachments": [attachment_json(a) for a in attachments(_content(row))],
     }
     if row.target_seq is not None:
         out["target_seq"] = row.target_seq
@@ -36,6 +37,22 @@ def record_json(row: Any) -> dict[str, Any]:
         out["reason"] = row.reason
     out.update({k: v for k, v in attrs.items() if k not in out})
     return out
+
+
+def attachment_json(attachment: dict[str, Any]) -> dict[str, Any]:
+    """An attachment as record JSON lists it; `kept` says whether the archive holds its bytes."""
+    return {
+        "name": attachment.get("name"),
+        "content_type": attachment.get("mimetype"),
+        "size": attachment.get("size"),
+        "sha256": attachment.get("sha256"),
+        "kept": kept(attachment),
+    }
+
+
+def _content(row: Any) -> dict[str, Any] | None:
+    body = getattr(row, "body", None)  # absent where only the records columns were read
+    return json.loads(body) if body else None
 
 
 def attachments(content: dict[str, Any] | None) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
-from bridge.archive.audit import audit_draft
+from bridge.archive.audit import Actor, audit_draft
 from bridge.archive.hashing import seqs_sha256
 from bridge.archive.schema import contents, files, records
 from bridge.archive.store import ArchiveStore
@@ -111,7 +111,7 @@ def active_holds(conn: Connection) -> list[Hold]:
 
 def place_hold(
     store: ArchiveStore,
-    actor: str,
+    actor: Actor,
     reason: str,
     employee: str | None = None,
     portal: str | None = None,
@@ -127,7 +127,7 @@ def place_hold(
     return store.append_record(draft)
 
 
-def release_hold(store: ArchiveStore, actor: str, hold_id: int, reason: str | None = None) -> int:
+def release_hold(store: ArchiveStore, actor: Actor, hold_id: int, reason: str | None = None) -> int:
     with store.writing() as conn:
         if hold_id not in {h.id for h in active_holds(conn)}:
             raise ValueError(f"there is no active hold {hold_id} (see `switchboard archive hold list`)")
@@ -138,7 +138,7 @@ def release_hold(store: ArchiveStore, actor: str, hold_id: int, reason: str | No
 
 def purge(
     store: ArchiveStore,
-    actor: str,
+    actor: Actor,
     retention: Retention,
     before: datetime,
     now: datetime,

@@ -11,7 +11,8 @@ import pytest
 from bridge.archive.store import ArchiveStore
 from bridge.cli import main
 from bridge.config import load_config
-from tests.integration.test_archive_integrity import draft, fill, signed_store, tamper
+from tests.integration.test_archive_files import PDF, PNG, filled, sha
+from tests.integration.test_archive_integrity import ALICE, draft, fill, signed_store, tamper
 
 CONFIG = """\
 matrix:
@@ -200,3 +201,53 @@ def test_every_command_has_help_with_an_example(
         main(["archive", *action, "--help"])
     out = capsys.readouterr().out
     assert exit_.value.code == 0 and "examples:" in out and f"switchboard archive {action[0]}" in out
+
+
+def test_search_and_conversation_json_list_each_records_attachments(
+    config: Path, archive_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = filled(archive_url, tmp_path)  # 1: q3.pdf; 2: desk.png and the pdf again; 3: no files
+    described = draft(4, "too big to keep", ALICE)
+    described.content["attachments"] = [  # type: ignore[index]
+        {
+            "name": "film.mov",
+            "mimetype": "video/quicktime",
+            "size": 10**9,
+            "sha256": "ab" * 32,
+            "url": "mxc://x/y",
+        }
+    ]
+    store.append(described, [])
+    store.close()
+    pdf = {
+        "name": "q3.pdf",
+        "content_type": "application/pdf",
+        "size": len(PDF),
+        "sha256": sha(PDF),
+        "kept": True,
+    }
+    png = {
+        "name": "desk.png",
+        "content_type": "image/png",
+        "size": len(PNG),
+        "sha256": sha(PNG),
+        "kept": True,
+    }
+    film = {
+        "name": "film.mov",
+        "content_type": "video/quicktime",
+        "size": 10**9,
+        "sha256": "ab" * 32,
+        "kept": False,
+    }
+    expected = [[pdf], [png, {**pdf, "name": "q3 (copy).pdf"}], [], [film]]
+
+    c = ("-c", str(config), "--as", "E9001")
+    code, out, _ = run(capsys, "archive", "search", *c, "--kind", "message", "--format", "json")
+    assert code == 0
+    found = [json.loads(line) for line in out]
+    assert [r["attachments"] for r in found] == expected
+    code, out, _ = run(capsys, "archive", "conversation", *c, "--portal", "trading", "--format", "json")
+    assert code == 0 and [json.loads(line)["attachments"] for line in out] == expected
+    code, out, _ = run(capsys, "archive", "search", *c, "--kind", "review", "--format", "json")
+    assert code == 0 and [json.loads(line)["attachments"] for line in out] == [[], [], []]

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-import json
-import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -193,11 +191,13 @@ async def test_file_in_a_files_blocked_room_is_not_relayed_but_its_hash_is_archi
     seq = await asyncio.to_thread(world.bridge.wait_record, "policy_block", "r.rule LIKE 'files:%'")
     [record] = [r for r in await world.records("--kind", "policy_block") if r["seq"] == seq]
     assert record["sender"] == world.alice.user_id and "files may not be bridged" in record["reason"]
-    db = sqlite3.connect(world.bridge.workdir / "archive.db")
-    [(body,)] = db.execute("SELECT body FROM contents WHERE seq = ?", (record["seq"],)).fetchall()
-    db.close()
-    [attachment] = json.loads(body)["attachments"]
-    assert attachment["sha256"] == hashlib.sha256(data).hexdigest() and attachment["size"] == len(data)
+    [attachment] = record["attachments"]  # as `archive search --format json` lists it
+    assert (attachment["name"], attachment["content_type"], attachment["size"]) == (
+        f"q3-{tag}.pdf",
+        "application/pdf",
+        len(data),
+    )
+    assert attachment["sha256"] == hashlib.sha256(data).hexdigest()
     await world.alice.send(world.room_id, f"{tag} after the file")
     await world.on_irc(f"{tag} after the file")
     assert not [t for t in world.irc_texts() if f"q3-{tag}" in t]

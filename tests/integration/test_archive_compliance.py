@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
+from bridge.archive.audit import Actor
 from bridge.archive.export.check import verify_bundle
 from bridge.archive.export.pieces import file_sha256
 from bridge.archive.export.run import run_export
@@ -30,14 +31,14 @@ NO_RETENTION = Retention.from_config({"default": "0d"})
 def test_hold_keeps_content_through_a_purge_that_still_verifies(archive_url: str, tmp_path: Path) -> None:
     store = signed_store(archive_url, tmp_path, every=5)
     fill(store, 6)  # E1001 writes the even ones, E1002 the odd ones
-    hold = place_hold(store, "E9001", "SEC inquiry 17", employee="E1002")
-    other = place_hold(store, "E9001", "closed matter", portal="trading")
-    release_hold(store, "E9001", other, "matter closed")
+    hold = place_hold(store, Actor("E9001"), "SEC inquiry 17", employee="E1002")
+    other = place_hold(store, Actor("E9001"), "closed matter", portal="trading")
+    release_hold(store, Actor("E9001"), other, "matter closed")
     with store.engine.connect() as conn:
         assert [h.id for h in active_holds(conn)] == [hold]
-    dry = purge(store, "E9001", NO_RETENTION, TOMORROW, datetime.now(UTC), dry_run=True)
+    dry = purge(store, Actor("E9001"), NO_RETENTION, TOMORROW, datetime.now(UTC), dry_run=True)
     assert (dry.seqs, dry.held, dry.purge_seq) == ([2, 4, 6], [1, 3, 5], None)
-    result = purge(store, "E9001", NO_RETENTION, TOMORROW, datetime.now(UTC))
+    result = purge(store, Actor("E9001"), NO_RETENTION, TOMORROW, datetime.now(UTC))
     assert result.seqs == [2, 4, 6] and result.purge_seq is not None
     by_seq = {r["seq"]: r for r in search(store.engine, Filters())}
     assert [by_seq[s]["purged"] for s in range(1, 7)] == [False, True] * 3
@@ -47,10 +48,10 @@ def test_hold_keeps_content_through_a_purge_that_still_verifies(archive_url: str
     assert (purge_record["kind"], purge_record["actor"], purge_record["count"]) == ("purge", "E9001", 3)
     assert list(search(store.engine, Filters(text="number 2"))) == []  # gone from the index too
     assert verify_archive(store.engine, store.signer.public_key).failure is None  # type: ignore[union-attr]
-    again = purge(store, "E9001", NO_RETENTION, TOMORROW, datetime.now(UTC))
+    again = purge(store, Actor("E9001"), NO_RETENTION, TOMORROW, datetime.now(UTC))
     assert again.seqs == []  # nothing left to clear, but the run is on record
     with pytest.raises(ValueError, match="no active hold"):
-        release_hold(store, "E9001", other)
+        release_hold(store, Actor("E9001"), other)
     store.close()
 
 
@@ -59,12 +60,12 @@ def test_retention_classes_per_network_and_room(archive_url: str, tmp_path: Path
     store.append(draft(1, "irc words"), [])
     store.append(draft(2, "matrix words", network="matrix"), [])
     retention = Retention.from_config({"default": "7y", "networks": {"irc": "0d"}})
-    assert purge(store, "E9001", retention, TOMORROW, datetime.now(UTC), dry_run=True).seqs == [1]
+    assert purge(store, Actor("E9001"), retention, TOMORROW, datetime.now(UTC), dry_run=True).seqs == [1]
     by_room = Retention.from_config({"default": "0d", "rooms": {"trading": "3y"}})
-    assert purge(store, "E9001", by_room, TOMORROW, datetime.now(UTC), dry_run=True).seqs == []
+    assert purge(store, Actor("E9001"), by_room, TOMORROW, datetime.now(UTC), dry_run=True).seqs == []
     # --before in the future does not move retention forward: only what is past it today
     assert purge(
-        store, "E9001", retention, TOMORROW + timedelta(days=3650), datetime.now(UTC), True
+        store, Actor("E9001"), retention, TOMORROW + timedelta(days=3650), datetime.now(UTC), True
     ).seqs == [1]
     store.close()
 
@@ -102,7 +103,9 @@ def _exported(archive_url: str, tmp_path: Path, fmt: str) -> tuple[Path, object]
     store.append(draft(4, "", BOB, "matrix", kind="delete", target="matrix-2"), [])
     store.append(draft(5, "not exported", ALICE, "slack"), [])
     out = tmp_path / f"bundle-{fmt}"
-    result = run_export(store, fmt, out, Filters(portal="trading", until="2026-11-22T09:05:00"), "E9001")
+    result = run_export(
+        store, fmt, out, Filters(portal="trading", until="2026-11-22T09:05:00"), Actor("E9001")
+    )
     assert (result.records, result.tree_size) == (4, 5)
     exported = next(search(store.engine, Filters(kinds=("export",))))
     assert exported["actor"] == "E9001" and exported["records"] == 4
@@ -183,11 +186,11 @@ def test_a_forged_bundle_fails_verification(archive_url: str, tmp_path: Path) ->
 def test_purged_content_exports_as_purged(archive_url: str, tmp_path: Path) -> None:
     store = signed_store(archive_url, tmp_path)
     fill(store, 2)
-    purge(store, "E9001", NO_RETENTION, TOMORROW, datetime.now(UTC))
+    purge(store, Actor("E9001"), NO_RETENTION, TOMORROW, datetime.now(UTC))
     with store.engine.connect() as conn:
         assert conn.execute(select(contents.c.body).where(contents.c.seq == 1)).scalar() is None
     out = tmp_path / "purged"
-    run_export(store, "jsonl", out, Filters(kinds=("message",)), "E9001")
+    run_export(store, "jsonl", out, Filters(kinds=("message",)), Actor("E9001"))
     lines = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
     assert [(r["purged"], r["text"]) for r in lines] == [(True, None), (True, None)]
     assert verify_bundle(out).failure is None
@@ -197,8 +200,8 @@ def test_purged_content_exports_as_purged(archive_url: str, tmp_path: Path) -> N
 def test_a_raw_sql_purge_passes_the_trigger_but_not_verify(archive_url: str, tmp_path: Path) -> None:
     store = signed_store(archive_url, tmp_path)
     fill(store, 4)
-    place_hold(store, "E9001", "keep E1002", employee="E1002")
-    result = purge(store, "E9001", NO_RETENTION, TOMORROW, datetime.now(UTC))
+    place_hold(store, Actor("E9001"), "keep E1002", employee="E1002")
+    result = purge(store, Actor("E9001"), NO_RETENTION, TOMORROW, datetime.now(UTC))
     assert result.seqs == [2, 4] and result.purge_seq is not None
     with store.engine.begin() as conn:  # triggers still on: a purge-shaped update of held content
         conn.execute(

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+from bridge.archive.audit import Actor
 from bridge.archive.conversation import conversation, render
 from bridge.archive.export.check import verify_bundle
 from bridge.archive.export.run import run_export
@@ -134,8 +135,8 @@ def test_verify_names_the_record_of_a_tampered_file(
 
 def test_purge_clears_files_with_their_content_except_under_a_hold(archive_url: str, tmp_path: Path) -> None:
     store = filled(archive_url, tmp_path)
-    place_hold(store, "E9001", "SEC inquiry 17", employee="E1002")
-    result = purge(store, "E9001", NO_RETENTION, TOMORROW, datetime.now(UTC))
+    place_hold(store, Actor("E9001"), "SEC inquiry 17", employee="E1002")
+    result = purge(store, Actor("E9001"), NO_RETENTION, TOMORROW, datetime.now(UTC))
     assert result.seqs == [1, 3] and result.held == [2]
     assert store.files_of(1) == {}  # Alice's copy is gone …
     assert store.files_of(2) == {sha(PNG): PNG, sha(PDF): PDF}  # … Bob's, held, is not
@@ -145,8 +146,8 @@ def test_purge_clears_files_with_their_content_except_under_a_hold(archive_url: 
 
 def test_a_held_file_cleared_under_someone_elses_purge_fails_verify(archive_url: str, tmp_path: Path) -> None:
     store = filled(archive_url, tmp_path)
-    place_hold(store, "E9001", "SEC inquiry 17", employee="E1002")
-    result = purge(store, "E9001", NO_RETENTION, TOMORROW, datetime.now(UTC))
+    place_hold(store, Actor("E9001"), "SEC inquiry 17", employee="E1002")
+    result = purge(store, Actor("E9001"), NO_RETENTION, TOMORROW, datetime.now(UTC))
     with store.engine.begin() as conn:  # triggers on: a purge-shaped update of a held file
         conn.execute(text(f"UPDATE files SET data = NULL, purged_by = {result.purge_seq} WHERE seq = 2"))
     failure = _verify(store)
@@ -174,7 +175,7 @@ def test_the_conversation_shows_each_file_and_whether_it_is_kept(archive_url: st
 def _export(archive_url: str, tmp_path: Path, fmt: str) -> Path:
     store = filled(archive_url, tmp_path)
     out = tmp_path / f"bundle-{fmt}"
-    run_export(store, fmt, out, Filters(kinds=("message",)), "E9001")
+    run_export(store, fmt, out, Filters(kinds=("message",)), Actor("E9001"))
     store.close()
     assert verify_bundle(out).failure is None
     return out

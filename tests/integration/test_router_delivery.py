@@ -237,6 +237,10 @@ async def test_file_bytes_are_archived_with_the_message_and_delivered_after_a_re
         body = conn.execute(select(contents.c.body).where(contents.c.seq == record["seq"])).scalar()
     listed = json.loads(body)["attachments"]
     assert [(a["name"], a.get("stored")) for a in listed] == [("desk.png", True), ("huge.mov", None)]
+    assert record["attachments"] == [  # as `archive search --format json` lists them
+        {"name": "desk.png", "content_type": "image/png", "size": len(data), "sha256": sha, "kept": True},
+        {"name": "huge.mov", "content_type": "video/quicktime", "size": 10**10, "sha256": "", "kept": False},
+    ]
     assert await delivery2.resume() == 1
     await delivery2.idle()
     [out] = nets2["irc"].sent

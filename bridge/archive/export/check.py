@@ -263,5 +263,6 @@ def _as_json(entry: dict[str, Any]) -> dict[str, Any]:
         **record,
         plain=searchable_text(content) if content is not None else None,
         purged_by=0 if purged else None,
+        body=entry.get("content"),
     )
     return record_json(row)

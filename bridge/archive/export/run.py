@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from sqlalchemy import select
 
 from bridge.archive import private
-from bridge.archive.audit import audit_draft
+from bridge.archive.audit import Actor, audit_draft
 from bridge.archive.export.eml import EmlWriter
 from bridge.archive.export.lines import CsvWriter, JsonlWriter
 from bridge.archive.export.pieces import Piece, file_sha256
@@ -58,7 +58,7 @@ def run_export(
     fmt: str,
     out: Path,
     filters: Filters,
-    actor: str,
+    actor: Actor,
     progress: Callable[[int, int], None] | None = None,
 ) -> ExportResult:
     if store.signer is None:
@@ -101,7 +101,7 @@ def run_export(
     manifest = {
         "format": fmt,
         "created_at": timestamp(datetime.now(UTC)),
-        "actor": actor,
+        "actor": actor.employee_id,
         "filters": filters.to_json(),
         "records": len(seqs),
         "seqs_sha256": seqs_sha256(seqs),
