@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bridge.model import Attachment, Outbound, Sender
-from bridge.text import LONE_SURROGATE, Span, Text
+from bridge.text import LONE_SURROGATE, Span, Text, paired
 
 
 def canonical(value: Any) -> bytes:
@@ -22,7 +22,7 @@ def canonical(value: Any) -> bytes:
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:  # only a string can hold a surrogate, so the escape lands in one
-        return LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode("utf-8")
+        return LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", paired(text)).encode("utf-8")
 
 
 def timestamp(moment: datetime) -> str:

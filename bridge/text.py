@@ -41,11 +41,20 @@ SPAN_ORDER: tuple[SpanKind, ...] = (
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # in a str, pairs are already one code point
 
 
+def paired(s: str) -> str:
+    """`s` with each high surrogate that is followed by a low one made the character they
+    stand for, as JSON reads `\\ud83d\\ude00`: two halves can meet when text is joined (a
+    parser putting `\\ud83d<b>\\ude00` together), and the archive must read back what it wrote."""
+    if LONE_SURROGATE.search(s) is None:
+        return s
+    return s.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
+
+
 def well_formed(s: str) -> str:
     """`s` where Unicode must be well formed (UTF-8 on a wire, a database column): a lone
     surrogate, which JSON can carry and UTF-8 cannot, becomes U+FFFD. Only for what a network
     or column cannot carry otherwise; the archived record keeps the original."""
-    return LONE_SURROGATE.sub("\ufffd", s)
+    return LONE_SURROGATE.sub("\ufffd", paired(s))
 
 
 _ORDER = {kind: n for n, kind in enumerate(SPAN_ORDER)}

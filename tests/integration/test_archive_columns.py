@@ -59,3 +59,34 @@ def test_nul_and_over_long_values_are_archived_and_verify(tmp_path: Path, archiv
     store.checkpoint()
     assert verify_archive(store.engine, signer.public_key, workers=1).failure is None
     store.close()
+
+
+def test_surrogate_halves_that_meet_read_back_as_the_character_they_make(
+    tmp_path: Path, archive_url: str
+) -> None:
+    """Found by the fuzz run: a parser joining `\\ud83d` and `\\ude00` from two text nodes made
+    a string whose canonical JSON reads back as 😀, while the search column held two U+FFFD."""
+    signer = Signer.generate(tmp_path / "key")
+    store = ArchiveStore(archive_url, signer=signer)
+    store.migrate()
+    joined = "half \ud83d" + "\ude00 and lone \ud800"
+    draft = RecordDraft(
+        kind="message",
+        occurred_at=datetime.now(UTC),
+        network="matrix",
+        room="!r:corp.test",
+        native_id="$pair",
+        content={"text": text_to_json(Text.of(joined))},
+        plain=joined,
+    )
+    appended = store.append(draft, [])
+    assert appended is not None
+    with store.engine.connect() as conn:
+        body, plain = conn.execute(
+            select(contents.c.body, contents.c.plain).where(contents.c.seq == appended.seq)
+        ).one()
+    assert plain == "half 😀 and lone \ufffd"
+    assert json.loads(body)["text"]["plain"] == "half 😀 and lone \ud800"
+    store.checkpoint()
+    assert verify_archive(store.engine, signer.public_key, workers=1).failure is None
+    store.close()
