@@ -440,7 +440,8 @@ def _mention(span: Span, visible: str, network: str) -> str | None:
 def _link(url: str, visible: str) -> str | None:
     if url.startswith(_CHANNEL_URL):
         channel = url[len(_CHANNEL_URL) :]
-        if _CHANNEL_ID.fullmatch(channel) and visible.startswith("#"):
+        # A bare `#` is no name: `<#C123|>` would read back as the channel's own name.
+        if _CHANNEL_ID.fullmatch(channel) and visible.startswith("#") and len(visible) > 1:
             name = visible[1:]
             return f"<#{channel}>" if name == channel else f"<#{channel}|{escape(name)}>"
     if not url.lower().startswith(_SAFE_SCHEMES):

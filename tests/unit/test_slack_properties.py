@@ -152,6 +152,7 @@ def unholdable_code(text: Text) -> bool:
 @SETTINGS
 @given(canonical_text().filter(lambda t: ZWSP not in t.plain and not unholdable_code(t)))
 @example(Text("\na", (Span("bold", 0, 1), Span("pre", 0, 1))))
+@example(Text("0000#", (Span("link", 4, 5, url="https://slack.com/app_redirect?channel=C0GENERAL"),)))
 def test_canonical_text_is_stable_after_one_round_trip(text: Text) -> None:
     once = r(text)
     assert r(p(once)) == once
