@@ -15,6 +15,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from bridge.archive import AsyncArchive
+from bridge.archive.audit import Actor
 from bridge.archive.export.check import verify_bundle
 from bridge.archive.export.run import run_export
 from bridge.archive.schema import records
@@ -200,7 +201,7 @@ async def test_gap_records_are_exported_and_the_bundle_verifies(tmp_path: Path, 
     await Gaps(archive, "bridge:heartbeat", NETWORKS).since_last_run()
     await Gaps(archive, "bridge:heartbeat", NETWORKS).since_last_run()  # after a crash
     out = tmp_path / "bundle"
-    result = await archive.call(run_export, store, "jsonl", out, Filters(kinds=("gap",)), "E9001")
+    result = await archive.call(run_export, store, "jsonl", out, Filters(kinds=("gap",)), Actor("E9001"))
     assert result.records == 3
     exported = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     assert [(r["kind"], r["network"], r["reason"]) for r in exported] == [

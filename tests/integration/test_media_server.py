@@ -10,6 +10,7 @@ from pathlib import Path
 import aiohttp
 
 from bridge.archive import AsyncArchive
+from bridge.archive.audit import Actor
 from bridge.archive.retention import Retention, purge
 from bridge.archive.store import ArchiveStore
 from bridge.media import MAX_BODY, MediaLinks, MediaServer
@@ -53,7 +54,7 @@ async def test_a_signed_link_serves_the_file_as_a_download_until_it_is_purged(
             await archive.call(
                 purge,
                 store,
-                "E9001",
+                Actor("E9001"),
                 Retention.from_config({"default": "0d"}),
                 datetime.now(UTC) + timedelta(days=1),
                 datetime.now(UTC),
