@@ -14,6 +14,7 @@ import contextlib
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from functools import partial
 
 from bridge.archive import AsyncArchive
@@ -56,6 +57,9 @@ class Delivery:
         self.workers: dict[tuple[str, str], RoomWorker] = {}
         self.delivered = 0
         self._held: set[int] = set()  # outbox rows queued or being delivered by a worker
+        # Rows that may be on their network already: sent, then neither confirmed nor refused.
+        self._unsure: set[int] = set()
+        self._resumed = False
 
     def enqueue(self, rows: Iterable[OutboxRow]) -> None:
         for row in rows:
@@ -80,11 +84,19 @@ class Delivery:
         it comes again, like a duplicate that has nothing to relay.
         """
         found, after = 0, 0
+        # At start, a room's oldest pending row is the one its worker was sending when the last
+        # run ended (a worker sends a room's rows one at a time): it may have arrived unrecorded.
+        first_of: set[tuple[str, str]] | None = None if self._resumed else set()
+        self._resumed = True
         while True:  # a page at a time: a long backlog is not read into memory at once
             rows = await self.archive.call(
                 self.archive.store.pending, self.portals, None, self.queue_size, after
             )
             fresh = [row for row in rows if row.id not in self._held]
+            for row in fresh if first_of is not None else ():
+                if (row.network, row.room) not in first_of:
+                    first_of.add((row.network, row.room))
+                    self._unsure.add(row.id)
             self.enqueue(fresh)  # beyond a room's queue_size they stay in the outbox, read from there
             found += len(fresh)
             if len(rows) < self.queue_size:
@@ -151,6 +163,7 @@ class Delivery:
                         await asyncio.sleep(delay)
             finally:
                 self._held.discard(row.id)
+                self._unsure.discard(row.id)
                 worker.queue.task_done()
 
     async def _deliver(self, worker: RoomWorker, row: OutboxRow) -> None:
@@ -172,6 +185,9 @@ class Delivery:
             await self.archive.write(partial(self.archive.store.delivered_in, row=row, native_id=""))
             return
         while True:
+            if row.id in self._unsure and out.maybe_sent_since is None:
+                captured = await self.archive.call(self.archive.store.captured_at, row.seq)
+                out = replace(out, maybe_sent_since=captured or datetime.fromtimestamp(0, UTC))
             try:
                 native_id = await connector.send(out)
             except asyncio.CancelledError:
@@ -181,10 +197,13 @@ class Delivery:
                     log.error("outbox row %d to %s %s refused: %s", row.id, row.network, row.room, exc)
                     await self.archive.call(self.archive.store.failed, row, str(exc), True)
                     return
+                if exc.retry_after is None:  # a rate limit refused it; anything else may have sent it
+                    self._unsure.add(row.id)
                 delay = exc.retry_after if exc.retry_after is not None else worker.backoff.next_delay()
                 log.info("outbox row %d to %s: %s; retrying in %.2fs", row.id, row.network, exc, delay)
                 await self.archive.call(self.archive.store.failed, row, str(exc), False)
             except Exception as exc:  # a connector bug must not lose the row: retry it
+                self._unsure.add(row.id)
                 delay = worker.backoff.next_delay()
                 log.exception(
                     "outbox row %d to %s failed unexpectedly; retrying in %.2fs", row.id, row.network, delay

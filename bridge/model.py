@@ -179,6 +179,10 @@ class Outbound:
     reply_to_native_id: str | None = None
     thread_native_id: str | None = None  # the thread root, in the destination's ids
     attachments: tuple[Attachment, ...] = ()
+    # Set when this key may have been sent already (a previous run died between the send and
+    # recording it, or a send failed in an unknown way): no earlier than this. A network
+    # without idempotent sends looks for its earlier post from then on instead of posting again.
+    maybe_sent_since: datetime | None = None
 
 
 @dataclass(frozen=True)

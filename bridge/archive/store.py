@@ -533,6 +533,12 @@ class ArchiveStore:
         with self.engine.connect() as conn:
             return conn.execute(NATIVE_FOR, {"seq": seq, "network": network, "room": room}).scalar()
 
+    def captured_at(self, seq: int) -> datetime | None:
+        """When record `seq` was archived."""
+        with self.engine.connect() as conn:
+            value = conn.execute(select(records.c.captured_at).where(records.c.seq == seq)).scalar()
+        return datetime.fromisoformat(value) if value else None
+
     def last_inbound(self, portal: str, network: str, room: str, captured_before: datetime) -> str | None:
         """The native id of the newest event archived from `room` on `network` (not our own
         deliveries there) before `captured_before`: where a network that replays resumes."""

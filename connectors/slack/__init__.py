@@ -13,6 +13,7 @@ import contextlib
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, TypeVar
 
 import aiohttp
@@ -24,6 +25,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bridge.connector import Capabilities, Connector, ConnectorContext, DeliveryError, Sink
 from bridge.model import Attachment, Outbound
+from connectors.slack import once
 from connectors.slack.catchup import history_since, replay
 from connectors.slack.errors import CALL_ERRORS, api_error, to_delivery_error
 from connectors.slack.events import EventsEndpoint
@@ -349,8 +351,35 @@ class SlackConnector(Connector):
             kwargs["icon_url"] = icon
         if thread:
             kwargs["thread_ts"] = thread
+        if out.maybe_sent_since is not None:
+            earlier = await self._earlier_post(out, thread, out.maybe_sent_since)
+            if earlier is not None:
+                self.log.info("%s was posted before as %s; not posting it again", out.key, earlier)
+                return earlier
+        kwargs["metadata"] = once.metadata(out.key)
         response = await self._call(f"post to {out.room}", out.room, lambda: web.chat_postMessage(**kwargs))
         return str(response["ts"])
+
+    async def _earlier_post(self, out: Outbound, thread: str | None, since: datetime) -> str | None:
+        """Our post of `out.key` in its channel or thread, if an attempt since `since` made one."""
+        web = self._client()
+        read = (
+            partial(web.conversations_replies, channel=out.room, ts=thread)
+            if thread
+            else partial(web.conversations_history, channel=out.room)
+        )
+        try:
+            return await self._call(
+                f"look for {out.key} in {out.room}",
+                out.room,
+                lambda: once.earlier_post(read, self.me.bot_id, out.key, since),
+            )
+        except DeliveryError as exc:
+            if not exc.permanent:
+                raise
+            # Not readable (say, no history scope): a possible double beats a certain loss.
+            self.log.warning("cannot tell whether %s was posted (%s); posting it", out.key, exc)
+            return None
 
     def _split_files(self, out: Outbound) -> tuple[list[Upload], list[Attachment]]:
         uploads: list[Upload] = []

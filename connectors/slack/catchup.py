@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
@@ -41,15 +41,21 @@ async def history_since(web: AsyncWebClient, channel: str, oldest: str) -> list[
 
 async def _pages(method: Callable[..., Awaitable[Any]], **kwargs: Any) -> list[Mapping[str, Any]]:
     """Every message of a cursor-paginated listing."""
-    found: list[Mapping[str, Any]] = []
+    return [m async for page in pages(method, **kwargs) for m in page]
+
+
+async def pages(
+    method: Callable[..., Awaitable[Any]], **kwargs: Any
+) -> AsyncIterator[list[Mapping[str, Any]]]:
+    """The messages of a cursor-paginated listing, a page at a time."""
     cursor = ""
     while True:
         response = await method(**kwargs, limit=PAGE, **({"cursor": cursor} if cursor else {}))
-        found.extend(m for m in response.get("messages") or () if isinstance(m, Mapping))
+        yield [m for m in response.get("messages") or () if isinstance(m, Mapping)]
         metadata = response.get("response_metadata") or {}
         cursor = metadata.get("next_cursor") or "" if isinstance(metadata, Mapping) else ""
         if not response.get("has_more") or not cursor:
-            return found
+            return
 
 
 def _ts_order(message: Mapping[str, Any]) -> tuple[int, int]:

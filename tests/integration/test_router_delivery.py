@@ -372,3 +372,52 @@ async def _committed_elsewhere(
     appended = await archive.call(archive.store.append, draft, [row])
     assert appended is not None
     return appended
+
+
+async def test_after_a_restart_only_the_row_each_room_was_sending_may_have_been_sent(
+    tmp_path: Path, archive_url: str
+) -> None:
+    router, delivery, _nets, archive = await _setup(tmp_path, archive_url)
+    await delivery.stop()  # the bridge dies with every row pending
+    router.enqueue = lambda rows: None
+    for i in range(2):
+        await router.receive(_msg("matrix", "!room:corp.test", f"$e{i}", "@alice:corp.test", f"to irc {i}"))
+        await router.receive(_msg("irc", "#trading", f"i{i}", "bob", f"to matrix {i}"))
+    await archive.close()
+    _router2, delivery2, nets2, archive2 = await _setup(tmp_path, archive_url)
+    assert await delivery2.resume() == 4
+    await delivery2.idle()
+    for net, first in (("irc", "to irc 0"), ("matrix", "to matrix 0")):
+        sent = nets2[net].sent
+        assert sent[0].text.plain == first
+        # A room's worker sends one row at a time: its oldest pending row is the only one in doubt.
+        captured = archive2.store.captured_at(sent[0].seq)
+        assert captured is not None and sent[0].maybe_sent_since == captured
+        assert [o.maybe_sent_since for o in sent[1:]] == [None]
+    await archive2.close()
+
+
+async def test_a_send_that_failed_unknowably_is_retried_as_maybe_sent_and_a_rate_limit_is_not(
+    tmp_path: Path, archive_url: str
+) -> None:
+    router, delivery, nets, archive = await _setup(tmp_path, archive_url)
+    failures = [DeliveryError("server busy", retry_after=0.01), DeliveryError("post: TimeoutError")]
+    attempts: list[Outbound] = []
+    send = nets["irc"].send
+
+    async def flaky(out: Outbound) -> str:
+        attempts.append(out)
+        if failures:
+            raise failures.pop(0)
+        return await send(out)
+
+    nets["irc"].send = flaky  # type: ignore[method-assign]
+    await router.receive(_msg("matrix", "!room:corp.test", "$t1", "@alice:corp.test", "timed out"))
+    await delivery.idle()
+    # Fresh: certainly not sent; after a rate limit: still not; after a timeout: maybe.
+    assert [o.maybe_sent_since is not None for o in attempts] == [False, False, True]
+    await router.receive(_msg("matrix", "!room:corp.test", "$t2", "@alice:corp.test", "next"))
+    await delivery.idle()
+    assert attempts[-1].text.plain == "next" and attempts[-1].maybe_sent_since is None
+    assert [o.text.plain for o in nets["irc"].sent] == ["timed out", "next"]
+    await archive.close()

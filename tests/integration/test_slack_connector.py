@@ -13,8 +13,8 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -24,6 +24,7 @@ from bridge.connector import ConnectorContext, DeliveryError
 from bridge.model import Attachment, Delete, Edit, Event, Message, Outbound, Receipt, Sender
 from bridge.text import Span, Text
 from connectors.slack import SlackConnector
+from connectors.slack.catchup import PAGE
 from connectors.slack.events import MAX_BODY
 from tests.fakes.slack import (
     SlackEmulator,
@@ -625,3 +626,55 @@ async def test_a_full_inbox_leaves_events_unacknowledged_for_slack_to_redeliver(
     assert max(held) <= 2
     assert sorted(m.native_id for m in sink.messages()) == sorted(p.ts for p in posted)
     assert len(sink.messages()) == 8 and not slack.dropped  # once each, none lost
+
+
+# -- posting a row at most once ------------------------------------------------------
+
+
+def _bridged(room: Any) -> list[Any]:
+    return [m for m in room.messages if m.bot_id is not None and not m.deleted]
+
+
+async def test_a_resumed_row_that_was_posted_is_not_posted_again(slack: SlackEmulator) -> None:
+    alice = slack.add_user("alice")
+    room = slack.add_channel("once", [alice.id])
+    out = outbound(room.id, "posted, then the bridge died", key="sb41")
+    async with connector(slack, RecordingSink()) as conn:
+        first = await conn.send(out)
+    # The delivery was never recorded; meanwhile people went on talking, past a page of history.
+    for i in range(PAGE + 10):
+        slack.user_posts(room.id, alice.id, f"meanwhile {i}")
+    async with connector(slack, RecordingSink()) as conn:
+        resumed = replace(out, maybe_sent_since=datetime.now(UTC) - timedelta(minutes=1))
+        assert await conn.send(resumed) == first
+        # A thread reply is looked for in its thread.
+        root = slack.user_posts(room.id, alice.id, "a question")
+        reply = outbound(room.id, "an answer", key="sb42", thread_native_id=root.ts)
+        answered = await conn.send(reply)
+        assert await conn.send(replace(reply, maybe_sent_since=datetime.now(UTC))) == answered
+    bridged = _bridged(room)
+    assert [m.ts for m in bridged] == [first, answered]
+    assert bridged[0].metadata == {"event_type": "switchboard_relay", "event_payload": {"key": "sb41"}}
+    assert bridged[1].thread_ts == root.ts
+
+
+async def test_a_resumed_row_that_was_not_posted_is_posted_once(slack: SlackEmulator) -> None:
+    alice = slack.add_user("alice")
+    room = slack.add_channel("once", [alice.id])
+    async with connector(slack, RecordingSink()) as conn:
+        other = await conn.send(outbound(room.id, "an earlier row", key="sb7"))
+        since = datetime.now(UTC) - timedelta(minutes=1)
+        ts = await conn.send(replace(outbound(room.id, "never got out", key="sb8"), maybe_sent_since=since))
+        # Only what was posted since the row was archived is searched: an older post of the
+        # key (here one made "before" a later archive time) is not taken for it.
+        late = replace(
+            outbound(room.id, "an earlier row", key="sb7"),
+            maybe_sent_since=datetime.now(UTC) + timedelta(hours=1),
+        )
+        again = await conn.send(late)
+    assert ts != other and again not in (ts, other)
+    assert [(m.text, m.metadata["event_payload"]["key"]) for m in _bridged(room)] == [
+        ("an earlier row", "sb7"),
+        ("never got out", "sb8"),
+        ("an earlier row", "sb7"),
+    ]

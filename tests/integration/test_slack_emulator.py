@@ -589,3 +589,40 @@ async def test_reactions_add_and_remove_as_the_tokens_user_with_slacks_events(sl
         assert (
             "reactions" not in (await web_client(slack).conversations_history(channel=room.id))["messages"][0]
         )
+
+
+async def test_metadata_is_listed_only_when_asked_for_and_malformed_metadata_is_refused(
+    slack: SlackEmulator,
+) -> None:
+    slack.post_rate = None
+    alice = slack.add_user("alice")
+    room = slack.add_channel("meta", [alice.id])
+    client = web_client(slack)
+    meta = {"event_type": "switchboard_relay", "event_payload": {"key": "sb7"}}
+    root = await client.chat_postMessage(channel=room.id, text="tagged", metadata=meta)
+    await client.chat_postMessage(channel=room.id, text="reply", thread_ts=root["ts"], metadata=meta)
+
+    plain = await client.conversations_history(channel=room.id)
+    assert [m["text"] for m in plain["messages"]] == ["tagged"] and "metadata" not in plain["messages"][0]
+    full = await client.conversations_history(channel=room.id, include_all_metadata=True)
+    assert full["messages"][0]["metadata"] == meta
+    thread = await client.conversations_replies(channel=room.id, ts=root["ts"], include_all_metadata=True)
+    assert [m.get("metadata") for m in thread["messages"]] == [meta, meta]
+    bare = await client.conversations_replies(channel=room.id, ts=root["ts"])
+    assert not any("metadata" in m for m in bare["messages"])
+
+    for bad in (
+        {"event_type": "", "event_payload": {}},
+        {"event_type": "x"},
+        {"event_type": "x", "event_payload": "not an object"},
+        ["event_type", "x"],
+        "{not json",
+    ):
+        with pytest.raises(SlackApiError) as refused:
+            await client.chat_postMessage(channel=room.id, text="bad", metadata=bad)
+        assert refused.value.response["error"] == "invalid_metadata_format"
+    as_alice = web_client(slack, slack.user_token(alice.id))
+    with pytest.raises(SlackApiError) as refused:
+        await as_alice.chat_postMessage(channel=room.id, text="from a person", metadata=meta)
+    assert refused.value.response["error"] == "metadata_must_be_sent_from_app"
+    assert [m.text for m in room.messages] == ["tagged", "reply"]

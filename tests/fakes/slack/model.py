@@ -293,8 +293,9 @@ class Workspace:
     def replies(self, channel: Channel, parent: Message) -> list[Message]:
         return [channel.by_ts[ts] for ts in parent.reply_ts if not channel.by_ts[ts].deleted]
 
-    def message_dict(self, msg: Message) -> dict[str, Any]:
-        """A message as conversations.history, chat.* responses and events show it."""
+    def message_dict(self, msg: Message, *, metadata: bool = False) -> dict[str, Any]:
+        """A message as conversations.history, chat.* responses and events show it; its
+        metadata only where asked for (`include_all_metadata`), as Slack lists it."""
         channel = self.channels[msg.channel]
         d: dict[str, Any] = {"type": "message"}
         if msg.tombstone:
@@ -332,7 +333,7 @@ class Workspace:
                 d["blocks"] = msg.blocks
             if msg.attachments:
                 d["attachments"] = msg.attachments
-            if msg.metadata:
+            if metadata and msg.metadata:
                 d["metadata"] = msg.metadata
             if msg.file_ids:
                 d["files"] = [self.file_dict(self.files[f]) for f in msg.file_ids]

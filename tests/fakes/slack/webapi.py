@@ -105,6 +105,23 @@ class Call:
         return value
 
 
+def _metadata(call: Call) -> dict[str, Any] | None:
+    """chat.postMessage's `metadata`: from an app only, `event_type` a non-empty string and
+    `event_payload` an object, as Slack checks them."""
+    try:
+        meta = call.structured("metadata")
+    except ApiError:
+        raise ApiError("invalid_metadata_format") from None
+    if meta is None:
+        return None
+    if call.token.kind != "bot":
+        raise ApiError("metadata_must_be_sent_from_app")
+    event_type = meta.get("event_type") if isinstance(meta, dict) else None
+    if not isinstance(event_type, str) or not event_type or not isinstance(meta.get("event_payload"), dict):
+        raise ApiError("invalid_metadata_format")
+    return meta
+
+
 Handler = Callable[[Call], Awaitable[dict[str, Any]]]
 
 # Which token kinds each method takes; app-level tokens open sockets and nothing else.
@@ -322,6 +339,7 @@ class WebApi:
         raw_text = call.arg("text") or ""
         blocks = call.structured("blocks")
         attachments = call.structured("attachments")
+        metadata = _metadata(call)
         if not raw_text and not blocks and not attachments:
             raise ApiError("no_text")
         if len(raw_text) > MAX_TEXT:
@@ -372,7 +390,7 @@ class WebApi:
             reply_broadcast=broadcast,
             blocks=blocks or rich_text_blocks(text) or None,
             attachments=attachments,
-            metadata=call.structured("metadata"),
+            metadata=metadata,
         )
         ws.store(msg)
         emu._emit_message(msg)
@@ -498,9 +516,9 @@ class WebApi:
             selected = [m for m in selected if (m.ts <= start if newest_first else m.ts >= start)]
         limit = max(1, min(call.number("limit", 100 if newest_first else 1000), 1000))
         page, rest = selected[:limit], selected[limit:]
-        ws = self.emu.ws
+        ws, with_metadata = self.emu.ws, call.flag("include_all_metadata")
         return {
-            "messages": [ws.message_dict(m) for m in page],
+            "messages": [ws.message_dict(m, metadata=with_metadata) for m in page],
             "has_more": bool(rest),
             "response_metadata": {"next_cursor": _cursor("next_ts", rest[0].ts) if rest else ""},
         }
