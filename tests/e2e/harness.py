@@ -38,6 +38,18 @@ from nio import (
 from tests.servers.synapse import SynapseSession
 
 
+def emulator_network(emu: Any, **extra: Any) -> dict[str, Any]:
+    """A Slack network on the emulator (`tests.fakes.slack.SlackEmulator`), over Socket Mode."""
+    return {
+        "type": "slack",
+        "bot_token": emu.bot_token,
+        "app_token": emu.app_token,
+        "api_url": emu.base_url,
+        "ping_interval": 1.0,
+        **extra,
+    }
+
+
 def ngircd_network(port: int, relay: str, **extra: Any) -> dict[str, Any]:
     """An IRC network on ngircd, which has no services accounts: senders are mapped by nick."""
     return {

@@ -26,7 +26,7 @@ from bridge.codec import parse_timestamp
 from bridge.sandbox.ircd import Ngircd
 from connectors.matrix.config import DEFAULT_GHOST_PREFIX
 from connectors.matrix.ghosts import Ghosts
-from tests.e2e.harness import BridgeProcess, MatrixUser, ngircd_network, unique
+from tests.e2e.harness import BridgeProcess, MatrixUser, emulator_network, ngircd_network, unique
 from tests.fakes.slack import SlackEmulator, User
 from tests.servers.ircclient import IrcClient
 from tests.servers.synapse import SynapseSession
@@ -141,13 +141,7 @@ async def world(
     config = {
         "matrix": synapse.matrix_options(),
         "networks": {
-            "slack": {
-                "type": "slack",
-                "bot_token": emu.bot_token,
-                "app_token": emu.app_token,
-                "api_url": emu.base_url,
-                "ping_interval": 1.0,
-            },
+            "slack": emulator_network(emu),
             "irc": ngircd_network(ircd.port, relay, flood_burst=1000, flood_rate=1000.0, inbox_size=INBOX),
         },
         "directory": {"type": "yaml", "path": "directory.yaml", "unmapped": "deny"},

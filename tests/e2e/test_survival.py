@@ -42,6 +42,7 @@ from tests.e2e.harness import (
     BridgeProcess,
     MatrixUser,
     archived,
+    emulator_network,
     ngircd_network,
     put_transaction,
     seeded,
@@ -441,13 +442,7 @@ async def three_way(
         config = {
             "matrix": synapse.matrix_options(),
             "networks": {
-                "slack": {
-                    "type": "slack",
-                    "bot_token": emu.bot_token,
-                    "app_token": emu.app_token,
-                    "api_url": emu.base_url,
-                    "ping_interval": 1.0,
-                },
+                "slack": emulator_network(emu),
                 "irc": ngircd_network(ircd.port, relay, flood_burst=100, flood_rate=100.0),
             },
             "directory": {"type": "yaml", "path": "directory.yaml", "unmapped": "deny"},

@@ -45,7 +45,15 @@ from bridge.sandbox.ircd import Ngircd
 from bridge.sandbox.ports import free_port
 from connectors.matrix.config import DEFAULT_GHOST_PREFIX
 from connectors.matrix.ghosts import Ghosts
-from tests.e2e.harness import BridgeProcess, MatrixUser, ngircd_network, put_transaction, switchboard, unique
+from tests.e2e.harness import (
+    BridgeProcess,
+    MatrixUser,
+    emulator_network,
+    ngircd_network,
+    put_transaction,
+    switchboard,
+    unique,
+)
 from tests.fakes.slack import Posted, SlackEmulator, User, post_signed_event, url_verification_body
 from tests.servers.ircclient import IrcClient, Line
 from tests.servers.synapse import SynapseSession
@@ -293,14 +301,7 @@ async def world(
     config = {
         "matrix": synapse.matrix_options(),
         "networks": {
-            "slack": {
-                "type": "slack",
-                "bot_token": emu.bot_token,
-                "app_token": emu.app_token,
-                "api_url": emu.base_url,
-                "icon_url_template": ICONS,
-                "ping_interval": 1.0,
-            },
+            "slack": emulator_network(emu, icon_url_template=ICONS),
             "irc": ngircd_network(ircd.port, relay, flood_burst=50),
         },
         "directory": {"type": "yaml", "path": "directory.yaml", "unmapped": "deny"},
