@@ -38,6 +38,7 @@ class RoomWorker:
     # once the queue is empty (queueing a later row first would break the room's order).
     behind: bool = False
     skipped: bool = False  # a row was left in the outbox since the last read from there
+    held: int = 0  # rows queued or being delivered: what queue_size bounds
 
 
 class Delivery:
@@ -70,10 +71,11 @@ class Delivery:
             if worker is None:
                 worker = self.workers[key] = RoomWorker(row.network, row.room)
                 worker.task = asyncio.create_task(self._run(worker), name=f"deliver {key}")
-            if worker.behind or worker.queue.qsize() >= self.queue_size:
+            if worker.behind or worker.held >= self.queue_size:
                 worker.behind = worker.skipped = True  # committed in the outbox: read from there
                 continue
             self._held.add(row.id)
+            worker.held += 1
             worker.queue.put_nowait(row)
 
     async def resume(self) -> int:
@@ -136,6 +138,7 @@ class Delivery:
         for row in rows:
             if row.id not in self._held:
                 self._held.add(row.id)
+                worker.held += 1
                 worker.queue.put_nowait(row)
 
     async def _run(self, worker: RoomWorker) -> None:
@@ -164,6 +167,7 @@ class Delivery:
             finally:
                 self._held.discard(row.id)
                 self._unsure.discard(row.id)
+                worker.held -= 1
                 worker.queue.task_done()
 
     async def _deliver(self, worker: RoomWorker, row: OutboxRow) -> None:
