@@ -49,12 +49,14 @@ class AppserviceServer:
         on_user_query: UserQuery,
         log: logging.Logger,
         is_echo: Callable[[dict[str, Any]], bool] = lambda event: False,
+        on_outcome: Callable[[bool], None] = lambda ok: None,
     ) -> None:
         self._hs_token = hs_token.encode()
         self._state = state
         self._on_event = on_event
         self._on_user_query = on_user_query
         self._is_echo = is_echo
+        self._on_outcome = on_outcome  # told whether each transaction was processed
         self.log = log
         # Transactions are handled one at a time, so events reach the core in homeserver order.
         self._lock = asyncio.Lock()
@@ -124,7 +126,9 @@ class AppserviceServer:
                     await self._state.put(key, "done", TXN_MEMORY)
             except Exception:  # the homeserver retries; the core deduplicates what was committed
                 self.log.exception("transaction %s failed; the homeserver will retry it", txn_id)
+                self._on_outcome(False)
                 return _error(500, "M_UNKNOWN", "transaction not processed")
+        self._on_outcome(True)
         return web.json_response({})
 
     async def _user(self, request: web.Request) -> web.Response:

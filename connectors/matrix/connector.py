@@ -30,6 +30,7 @@ from connectors.matrix.powers import RoomPowers, mentions_room, privileged_creat
 
 ROOMS_KEY = "rooms"
 FETCH_ATTEMPTS = 3  # downloads of one file while its transaction waits
+NUDGE_MAX_SECONDS = 10.0  # longest wait between pings while transactions fail
 
 
 class MatrixConnector(Connector):
@@ -72,6 +73,8 @@ class MatrixConnector(Connector):
         self._sink: Sink | None = None
         self._client: MatrixClient | None = None
         self._server: AppserviceServer | None = None
+        self._failing = False  # the last transaction failed; see _transaction_outcome
+        self._nudger: asyncio.Task[None] | None = None
         self._rooms: set[str] = set()  # rooms join() was asked for; persisted, see start()
         self._awaited: set[str] = set()  # rooms join() was refused: an invite to them is accepted
         self._powers_by_room: dict[str, RoomPowers] = {}
@@ -124,6 +127,7 @@ class MatrixConnector(Connector):
             is_echo=lambda event: (
                 event.get("type") == "m.room.message" and self.inbound.is_ours(str(event.get("sender", "")))
             ),
+            on_outcome=self._transaction_outcome,
         )
         try:
             await self._server.start()
@@ -138,7 +142,29 @@ class MatrixConnector(Connector):
 
     async def stop(self) -> None:
         await super().stop()
+        self._failing = False
+        if self._nudger is not None:
+            self._nudger.cancel()
         await self._close()
+
+    def _transaction_outcome(self, ok: bool) -> None:
+        """After a failed transaction (the archive down, its disk full), keep asking the
+        homeserver to retry until one goes through: by itself Synapse backs off up to 512 s, so
+        what was said during a short outage would arrive minutes after the archive is back."""
+        self._failing = not ok
+        if not ok and (self._nudger is None or self._nudger.done()):
+            self._nudger = asyncio.create_task(self._nudge(), name=f"{self.name}: retry nudge")
+
+    async def _nudge(self) -> None:
+        backoff = Backoff(initial=1.0, maximum=NUDGE_MAX_SECONDS)
+        while self._failing and not self.stopping:
+            await asyncio.sleep(backoff.next_delay())
+            if not self._failing:
+                return
+            try:
+                await self.client.ping()  # the homeserver retries its queued transactions at once
+            except Exception as exc:  # a courtesy: the homeserver retries by itself anyway
+                self.log.info("appservice ping after a failed transaction: %s", exc)
 
     async def _close(self) -> None:
         if self._server is not None:
