@@ -354,6 +354,10 @@ class ArchiveStore:
 
     def append_locked(self, conn: Connection, draft: RecordDraft) -> int:
         """Append one record inside a `writing()` transaction; sign the log when N records are due."""
+        return self._append_next(conn, fitted(draft))
+
+    def _append_next(self, conn: Connection, draft: RecordDraft) -> int:
+        """`append_locked` for a draft already `fitted`."""
         seq = self._next_seq(conn)
         self._append(conn, draft, seq)
         conn.info[NEXT_SEQ] = seq + 1
@@ -361,7 +365,6 @@ class ArchiveStore:
         return seq
 
     def _append(self, conn: Connection, draft: RecordDraft, seq: int) -> None:
-        draft = fitted(draft)
         if draft.target_seq is None and draft.attrs.get("target_native_id"):
             # Edits, deletes and replies name their target natively; the log links them by seq.
             target = self._seq_for(conn, draft.network, draft.room, draft.attrs["target_native_id"])
@@ -393,7 +396,7 @@ class ArchiveStore:
         draft = fitted(draft)
         if draft.native_id and self._seq_for(conn, draft.network, draft.room, draft.native_id):
             return None
-        seq = self.append_locked(conn, draft)
+        seq = self._append_next(conn, draft)  # fitted above, for the id map too
         if draft.native_id:
             self._hot.insert_idmap.run(
                 conn,
